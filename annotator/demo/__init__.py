@@ -1,0 +1,1 @@
+"""The offline demo corpus (SPEC §5 `annotator demo`): recordings, a tile pyramid and an OSM extract that agree."""

@@ -1,0 +1,36 @@
+"""The store: SQLAlchemy models, engine and sessions, and the Alembic-owned schema."""
+
+from annotator.store.engine import open_store, require_current_schema, session_scope, upgrade_to_head
+from annotator.store.models import (
+    Base,
+    ExportRecord,
+    ImportReject,
+    LabelStudioProject,
+    LabelStudioPull,
+    LabelStudioTask,
+    OsmEvidence,
+    OsmResponse,
+    Pair,
+    Recording,
+    Review,
+    TrainingRun,
+)
+
+__all__ = [
+    "Base",
+    "ExportRecord",
+    "ImportReject",
+    "LabelStudioProject",
+    "LabelStudioPull",
+    "LabelStudioTask",
+    "OsmEvidence",
+    "OsmResponse",
+    "Pair",
+    "Recording",
+    "Review",
+    "TrainingRun",
+    "open_store",
+    "require_current_schema",
+    "session_scope",
+    "upgrade_to_head",
+]

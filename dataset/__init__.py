@@ -1,0 +1,1 @@
+"""Media and dataset building: audio, imagery, balancing, the ADVANCE layout, export, plots."""

@@ -1,0 +1,1 @@
+"""The fusion classifier: features, networks, data loading, training, metrics, checkpoints."""

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Sets up everything on a fresh machine: the project's virtual environment (.venv, with torch from this
+# machine's disk) and Label Studio's own (.venv-ls; never mixed with the project's dependencies).
+# Idempotent: a second run only reinstalls when pyproject.toml or this script changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+LS_VERSION=1.23.2
+TORCH_SPEC=("torch==2.14.1" "torchvision==0.29.1")
+
+stamp_of() { cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16; }
+
+if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating .venv" >&2
+  "$PY" -m venv .venv
+fi
+if [ "$(cat .venv/.annotator-stamp 2>/dev/null)" != "$(stamp_of)" ]; then
+  echo "setup: installing annotator and its dependencies into .venv (torch takes about a minute)" >&2
+  .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip 2>&1 | grep -v "is ignored" || true
+  .venv/bin/python -m pip install -q --disable-pip-version-check "${TORCH_SPEC[@]}" 2>&1 | grep -v "is ignored" || true
+  .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[dev]" 2>&1 | grep -v "is ignored" || true
+  .venv/bin/python -c "import annotator, torch, torchvision, osmium, label_studio_sdk" \
+    || { echo "setup: the project's environment is incomplete (see pip's messages above)" >&2; exit 1; }
+  stamp_of > .venv/.annotator-stamp
+fi
+
+if [ ! -x .venv-ls/bin/label-studio ]; then
+  echo "setup: installing label-studio $LS_VERSION into .venv-ls (about a minute)" >&2
+  "$PY" -m venv .venv-ls
+  .venv-ls/bin/python -m pip install -q --disable-pip-version-check "label-studio==$LS_VERSION" 2>&1 \
+    | grep -v "is ignored" || true
+  .venv-ls/bin/label-studio --version >/dev/null 2>&1 \
+    || { echo "setup: label-studio did not install into .venv-ls" >&2; exit 1; }
+fi
+echo "setup: ready (.venv, .venv-ls)" >&2

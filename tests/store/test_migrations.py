@@ -1,0 +1,107 @@
+"""Alembic owns the schema: blank-database upgrade, models/migrations agreement, upgrades that keep rows."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect, text
+
+from annotator.store import Base, Pair, Recording, session_scope, upgrade_to_head
+from annotator.store.engine import current_revision, head_revision, make_engine, require_current_schema
+from annotator.errors import StoreError, StoreNotInitialised
+
+
+def test_blank_database_upgrades_to_the_expected_schema(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'blank.db'}")
+    before, after = upgrade_to_head(engine)
+    assert before is None and after == head_revision(engine)
+    inspector = inspect(engine)
+    assert set(inspector.get_table_names()) == {
+        "alembic_version",
+        "recordings",
+        "pairs",
+        "import_rejects",
+        "osm_evidence",
+        "osm_responses",
+        "ls_projects",
+        "ls_tasks",
+        "ls_pulls",
+        "reviews",
+        "exports",
+        "training_runs",
+    }
+    pair_columns = {c["name"] for c in inspector.get_columns("pairs")}
+    assert {"recording_id", "clip_path", "clip_start_s", "image_path", "footprint_west", "final_label"} <= pair_columns
+    # Every constraint has a name (SQLite batch migrations need one to alter it).
+    for table in inspector.get_table_names():
+        for uq in inspector.get_unique_constraints(table):
+            assert uq["name"], f"unnamed unique constraint on {table}"
+        for fk in inspector.get_foreign_keys(table):
+            assert fk["name"], f"unnamed foreign key on {table}"
+    assert {u["name"] for u in inspector.get_unique_constraints("recordings")} == {"uq_recordings_source_source_id"}
+
+
+def test_models_and_migrations_agree(tmp_path):
+    """The equivalent of `alembic check`: autogenerate finds nothing to do at head."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'check.db'}")
+    upgrade_to_head(engine)
+    with engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True, "render_as_batch": True})
+        diff = compare_metadata(context, Base.metadata)
+    assert diff == []
+
+
+def test_upgrade_is_idempotent(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'twice.db'}")
+    upgrade_to_head(engine)
+    before, after = upgrade_to_head(engine)
+    assert before == after == head_revision(engine)
+
+
+def test_upgrade_from_first_revision_keeps_rows(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    upgrade_to_head(engine, "0001")
+    assert current_revision(engine) == "0001"
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO recordings (id, source, source_id, lat, lon, original_path, sha256, sample_rate, channels,"
+                " frames, duration_s, looped, status, imported_at) VALUES (1, 'manifest', 'r1', 60.1, 24.9, 'a.wav',"
+                " :sha, 44100, 2, 441000, 10.0, 0, 'accepted', '2026-01-01 00:00:00')"
+            ),
+            {"sha": "0" * 64},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO pairs (id, recording_id, origin, lat, lon, clip_path, clip_start_s, image_status,"
+                " created_at) VALUES (1, 1, 'original', 60.1, 24.9, 'clips/1.wav', 0.0, 'needs_imagery',"
+                " '2026-01-01 00:00:00')"
+            )
+        )
+    with pytest.raises(StoreError, match="annotator init"):
+        require_current_schema(engine)
+    upgrade_to_head(engine)
+    require_current_schema(engine)
+    with session_scope(engine) as session:
+        recording = session.get(Recording, 1)
+        assert recording is not None and recording.source_id == "r1" and recording.channels == 2
+        assert recording.imported_at == datetime(2026, 1, 1, tzinfo=UTC)
+        pair = session.get(Pair, 1)
+        assert pair is not None and pair.clip_path == "clips/1.wav"
+        assert pair.footprint is None and pair.final_label is None
+
+
+def test_sqlite_connections_have_foreign_keys_wal_and_busy_timeout(engine):
+    with engine.connect() as conn:
+        assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
+        assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert conn.execute(text("PRAGMA busy_timeout")).scalar() >= 1000
+
+
+def test_uninitialised_database_is_refused_with_a_hint(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'empty.db'}")
+    with pytest.raises(StoreNotInitialised, match="annotator init"):
+        require_current_schema(engine)
