@@ -41,7 +41,9 @@ class Cli:
         )
         out = CliResult(result.exit_code, result.stdout, result.stderr)
         if expect is not None:
-            assert out.exit_code == expect, f"exit {out.exit_code} != {expect}\nstdout:\n{out.stdout}\nstderr:\n{out.stderr}"
+            assert out.exit_code == expect, (
+                f"exit {out.exit_code} != {expect}\nstdout:\n{out.stdout}\nstderr:\n{out.stderr}"
+            )
         return out
 
 

@@ -8,7 +8,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import click
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -28,15 +27,15 @@ stderr = Console(stderr=True, soft_wrap=True)
 class AnnotatorGroup(TyperGroup):
     """Turns an expected :class:`AnnotatorError` into one sentence on stderr and its exit code."""
 
-    def invoke(self, ctx: click.Context):  # type: ignore[no-untyped-def]
+    def invoke(self, ctx):  # type: ignore[no-untyped-def]
         try:
             return super().invoke(ctx)
         except AnnotatorError as exc:
             Console(stderr=True, soft_wrap=True, highlight=False).print(f"Error: {exc}", markup=False)
-            raise click.exceptions.Exit(exc.exit_code) from None
+            raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             Console(stderr=True).print("Interrupted; what was committed so far is kept.", markup=False)
-            raise click.exceptions.Exit(130) from None
+            raise typer.Exit(130) from None
 
 
 @dataclass

@@ -1,6 +1,66 @@
-"""Placeholder: replaced by the issue that builds this command."""
+"""`annotator status`: counts per stage and class, and the OSM→human correction matrix."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+from rich.table import Table
+
+from annotator.cli.common import state, stdout
 
 
-def status_command() -> None:
-    """Not built yet."""
-    raise NotImplementedError
+def status_command(
+    ctx: typer.Context,
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object with every count instead of tables."),
+) -> None:
+    """Show what the store holds: recordings, rejects, pairs per stage and class, corrections.
+
+    Example: annotator status --json | jq .stages
+    """
+    from annotator.status import collect_status
+    from annotator.store import session_scope
+
+    engine = state(ctx).engine()
+    with session_scope(engine) as session:
+        status = collect_status(session)
+    if as_json:
+        typer.echo(json.dumps(status.to_json(), indent=2, sort_keys=False))
+        return
+
+    overview = Table(title="Store", show_header=True)
+    overview.add_column("what")
+    overview.add_column("count", justify="right")
+    for key, value in status.recordings.items():
+        overview.add_row(f"recordings {key}", str(value))
+    for reason, value in status.rejects_by_reason.items():
+        overview.add_row(f"  rejected rows: {reason}", str(value))
+    for key, value in status.pairs.items():
+        overview.add_row(f"pairs {key.replace('_', ' ')}", str(value))
+    for key, value in status.stages.items():
+        overview.add_row(f"stage {key.replace('_', ' ')}", str(value))
+    stdout.print(overview)
+
+    if any(v["osm"] or v["final"] for v in status.per_class.values()):
+        per_class = Table(title="Per class")
+        per_class.add_column("class")
+        per_class.add_column("OSM label", justify="right")
+        per_class.add_column("final (human)", justify="right")
+        for cls, counts in status.per_class.items():
+            per_class.add_row(cls, str(counts["osm"]), str(counts["final"]))
+        stdout.print(per_class)
+
+    if any(any(row) for row in status.correction_counts):
+        matrix = Table(title="OSM label (rows) → human final label (columns)")
+        matrix.add_column("OSM \\ human")
+        short = [c[:6] for c in status.correction_columns]
+        for name in short:
+            matrix.add_column(name, justify="right")
+        for label, row in zip(status.correction_rows, status.correction_counts, strict=True):
+            if any(row):
+                matrix.add_row(label, *[str(n) if n else "·" for n in row])
+        stdout.print(matrix)
+
+    if status.last_export:
+        last = status.last_export
+        stdout.print(f"Last export: {last['out_path']} ({last['created_at']})", markup=False)

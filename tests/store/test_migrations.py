@@ -9,9 +9,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
 
+from annotator.errors import StoreError, StoreNotInitialised
 from annotator.store import Base, Pair, Recording, session_scope, upgrade_to_head
 from annotator.store.engine import current_revision, head_revision, make_engine, require_current_schema
-from annotator.errors import StoreError, StoreNotInitialised
 
 
 def test_blank_database_upgrades_to_the_expected_schema(tmp_path):
