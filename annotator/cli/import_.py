@@ -1,6 +1,97 @@
-"""Placeholder: replaced by the issue that builds this command."""
+"""`annotator import MANIFEST`: import geotagged recordings (SPEC §5)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from annotator.cli.common import advance, progress_bar, state, stderr, stdout
 
 
-def import_command() -> None:
-    """Not built yet."""
-    raise NotImplementedError
+def import_command(
+    ctx: typer.Context,
+    manifest: Path = typer.Argument(
+        ..., help="CSV or JSON Lines (recording_id, lat, lon, audio[, image, license, author, source_url]) "
+        "or a Freesound search-results JSON (results[] with id, geotag, license, username, url)."
+    ),
+    audio_root: Path | None = typer.Option(
+        None, "--audio-root", help="Folder relative audio paths resolve against (and where Freesound files are "
+        "found as <id>.* or <id>_*.*) [default: the manifest's folder]. Paths outside it are rejected."
+    ),
+    image_root: Path | None = typer.Option(
+        None, "--image-root", help="Folder relative image paths resolve against [default: the manifest's folder]."
+    ),
+    imagery: str | None = typer.Option(
+        None, "--imagery", metavar="SOURCE", help="After importing, cut an image for every pair without one from "
+        "this source: a tile folder or {z}/{x}/{y} template, an .mbtiles file or an http(s) URL template."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seeds the random 10 s clip window of each recording."),
+    rejects: Path | None = typer.Option(
+        None, "--rejects", metavar="FILE", help="CSV of rows that were not imported (line, recording_id, reason, "
+        "detail) [default: <db stem>.rejects.csv beside the database, e.g. annotator.rejects.csv]."
+    ),
+    batch_size: int = typer.Option(200, "--batch-size", min=1, help="Rows per committed transaction."),
+) -> None:
+    """Import recordings: probe, loop 2–10 s ones, cut a seeded 10 s clip, store images; bad rows are listed.
+
+    Recordings under 2 s are rejected (too_short); every other bad row gets its own reason in the rejects file
+    and the summary, and never stops the good rows. Re-importing the same manifest changes nothing; a changed
+    file under a known id is reported, not overwritten. A killed import resumes where it stopped.
+
+    Example: annotator import recordings.csv --audio-root sounds/ --imagery tiles/ --seed 7
+    """
+    from annotator.ingest import default_rejects_path, import_manifest
+
+    app_state = state(ctx)
+    location = app_state.location
+    engine = app_state.engine()
+    location.media_dir.mkdir(parents=True, exist_ok=True)
+    rejects_path = rejects or default_rejects_path(location)
+    with progress_bar(app_state, "Importing", None) as bar:
+        report = import_manifest(
+            engine,
+            location,
+            manifest,
+            rejects_path=rejects_path,
+            audio_root=audio_root,
+            image_root=image_root,
+            seed=seed,
+            batch_size=batch_size,
+            on_start=lambda total: bar.update(bar.task_ids[0], total=total),
+            progress=lambda n: advance(bar, n),
+        )
+    fill = None
+    if imagery is not None:
+        from annotator.imagery import fill_missing_images
+        from annotator.ingest.importer import count_pairs_needing_imagery
+        from annotator.store import session_scope
+
+        with progress_bar(app_state, "Cutting images", report.needs_imagery) as bar:
+            fill = fill_missing_images(engine, location, imagery, progress=lambda n: advance(bar, n))
+        with session_scope(engine) as session:
+            report.needs_imagery = count_pairs_needing_imagery(session)
+
+    table = Table(title=f"Import of {report.manifest} ({report.format})")
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    table.add_row("rows read", str(report.rows))
+    table.add_row("new pairs", str(report.new))
+    table.add_row("  looped to 10 s", str(report.looped))
+    table.add_row("  with an image from the manifest", str(report.with_image))
+    table.add_row("unchanged (already imported)", str(report.unchanged))
+    if report.duplicates_skipped:
+        table.add_row("identical duplicate rows skipped", str(report.duplicates_skipped))
+    table.add_row("rejected", str(report.rejected_total))
+    for reason, count in sorted(report.rejected.items()):
+        table.add_row(f"  {reason}", str(count))
+    if fill is not None:
+        table.add_row("images cut from the imagery source", str(fill.filled))
+        for reason, count in sorted(fill.failed_by_reason.items()):
+            table.add_row(f"  imagery failed: {reason}", str(count))
+    table.add_row("pairs needing imagery (whole store)", str(report.needs_imagery))
+    stdout.print(table)
+    stdout.print(f"{report.new} new, {report.unchanged} unchanged, {report.rejected_total} rejected.", markup=False)
+    if report.rejected_total and not app_state.quiet:
+        stderr.print(f"Rejected rows and their reasons: {report.rejects_path}", markup=False)
