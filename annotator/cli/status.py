@@ -48,6 +48,8 @@ def status_command(
         per_class.add_column("final (human)", justify="right")
         for cls, counts in status.per_class.items():
             per_class.add_row(cls, str(counts["osm"]), str(counts["final"]))
+        per_class.add_row("(no OSM class)", str(status.stages["osm_unlabelled"]), "")
+        per_class.add_row("(not pre-labelled)", str(status.stages["imported"] - status.stages["prelabelled"]), "")
         stdout.print(per_class)
 
     if any(any(row) for row in status.correction_counts):
