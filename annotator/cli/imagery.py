@@ -1,5 +1,100 @@
-"""`annotator imagery ...` (issue 3)."""
+"""`annotator imagery ...` (issue 3): fill pairs' aerial images from a SOURCE, preview a crop."""
+
+from __future__ import annotations
+
+from pathlib import Path
 
 import typer
+from rich.table import Table
+
+from annotator.cli.common import advance, progress_bar, state, stderr, stdout
 
 app = typer.Typer(help="Aerial imagery for pairs.", no_args_is_help=True)
+
+SOURCE_HELP = (
+    "Imagery SOURCE: a tile folder (DIR/{z}/{x}/{y}.png), a path template, an .mbtiles file, "
+    "or an http(s):// URL template with {z}/{x}/{y}."
+)
+
+
+@app.command("fill")
+def fill_command(
+    ctx: typer.Context,
+    imagery: str = typer.Option(..., "--imagery", help=SOURCE_HELP, envvar="ANNOTATOR_IMAGERY", show_envvar=True),
+    resolution_m: float = typer.Option(0.5, "--resolution-m", min=0.01, help="Ground resolution, metres/pixel."),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="Also retry pairs whose earlier fill failed."),
+    cache_dir: Path | None = typer.Option(
+        None, "--cache-dir", help="Tile cache of a URL source [default: .tile-cache beside the media dir]."
+    ),
+    user_agent: str | None = typer.Option(
+        None, "--user-agent", envvar="ANNOTATOR_USER_AGENT", help="User-Agent for a URL source (add your contact)."
+    ),
+) -> None:
+    """Cut an aerial image for every pair stored without one (\"needs imagery\").
+
+    Example: annotator imagery fill --imagery tiles/ --resolution-m 0.5
+    """
+    from annotator.imagery import count_pairs_to_fill, fill_missing_images
+
+    app_state = state(ctx)
+    engine = app_state.engine()
+    with progress_bar(app_state, "Cutting images", count_pairs_to_fill(engine, retry_failed=retry_failed)) as bar:
+        report = fill_missing_images(
+            engine,
+            app_state.location,
+            imagery,
+            resolution_m=resolution_m,
+            retry_failed=retry_failed,
+            cache_dir=cache_dir,
+            user_agent=user_agent,
+            progress=lambda n: advance(bar, n),
+        )
+    table = Table(title=f"Imagery from {report.source}")
+    table.add_column("Pairs")
+    table.add_column("Count", justify="right")
+    table.add_row("filled", str(report.filled))
+    for reason, count in sorted(report.failed_by_reason.items()):
+        table.add_row(f"failed: {reason}", str(count))
+    table.add_row("already had an image" + ("" if retry_failed else " or failed before"), str(report.skipped))
+    stdout.print(table)
+    if report.failed and not app_state.quiet:
+        stderr.print(
+            "Failed pairs keep their reason (pairs.image_error); fix the source and rerun with --retry-failed.",
+            markup=False,
+        )
+
+
+@app.command("crop")
+def crop_command(
+    lat: float = typer.Argument(..., help="Latitude, degrees."),
+    lon: float = typer.Argument(..., help="Longitude, degrees."),
+    imagery: str = typer.Option(..., "--imagery", help=SOURCE_HELP, envvar="ANNOTATOR_IMAGERY", show_envvar=True),
+    out: Path = typer.Option(..., "--out", help="Where to write the JPEG."),
+    resolution_m: float = typer.Option(0.5, "--resolution-m", min=0.01, help="Ground resolution, metres/pixel."),
+    size_px: int = typer.Option(512, "--size", min=16, max=4096, help="Side of the square image, pixels."),
+    cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Tile cache of a URL source."),
+    user_agent: str | None = typer.Option(
+        None, "--user-agent", envvar="ANNOTATOR_USER_AGENT", help="User-Agent for a URL source (add your contact)."
+    ),
+) -> None:
+    """Cut one image at a coordinate, to preview what a SOURCE gives (touches no store).
+
+    Example: annotator imagery crop 60.403 26.806 --imagery tiles/ --out preview.jpg
+    """
+    from dataset.imagery.crop import crop_at
+    from dataset.imagery.sources import open_source
+    from dataset.images import save_jpeg
+
+    with open_source(imagery, cache_dir=cache_dir, user_agent=user_agent) as source:
+        crop = crop_at(source, lat, lon, size_px=size_px, resolution_m=resolution_m)
+    save_jpeg(crop.image, out)
+    west, south, east, north = crop.footprint
+    table = Table(title=f"Crop at {lat:.6f}, {lon:.6f}")
+    table.add_column("Field")
+    table.add_column("Value")
+    table.add_row("file", str(out))
+    table.add_row("zoom", str(crop.zoom))
+    table.add_row("resolution (m/px)", f"{crop.resolution_m:g}")
+    table.add_row("source resolution (m/px)", f"{crop.native_resolution_m:.3f}" + (" (upsampled)" * crop.upsampled))
+    table.add_row("footprint W,S,E,N", f"{west:.6f}, {south:.6f}, {east:.6f}, {north:.6f}")
+    stdout.print(table)

@@ -1,0 +1,121 @@
+"""A square aerial image centred on a coordinate at a target ground resolution, cut from a tile source.
+
+The zoom is the coarsest one whose pixels are at least as fine as the target (capped at the source's finest
+level, then upsampled); the covering tiles are stitched and the window is resampled with Lanczos from a float
+box, so the point lands on the exact centre of the output, to a fraction of a pixel.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from PIL import Image
+
+from annotator.errors import ImageryError
+from dataset.imagery.geo import (
+    TILE_SIZE,
+    check_latitude,
+    footprint_bbox,
+    global_pixel,
+    metres_per_pixel,
+    zoom_for_resolution,
+)
+from dataset.imagery.sources import TileSource
+
+DEFAULT_SIZE_PX = 512
+DEFAULT_RESOLUTION_M = 0.5
+
+
+@dataclass(frozen=True)
+class Crop:
+    """An image cut at a point.
+
+    Attributes:
+        image: ``size_px × size_px`` RGB image, north up, the point at its centre.
+        footprint: Ground covered, ``(west, south, east, north)`` in degrees.
+        zoom: The tile zoom level the pixels came from.
+        resolution_m: Metres per pixel of ``image`` (the target resolution).
+        native_resolution_m: Metres per pixel of the source at ``zoom``; larger than ``resolution_m`` when the
+            source could not reach the target and the image was upsampled.
+    """
+
+    image: Image.Image
+    footprint: tuple[float, float, float, float]
+    zoom: int
+    resolution_m: float
+    native_resolution_m: float
+
+    @property
+    def upsampled(self) -> bool:
+        return self.native_resolution_m > self.resolution_m * (1 + 1e-9)
+
+
+def choose_zoom(source: TileSource, lat: float, resolution_m: float) -> int:
+    """The zoom to read for ``resolution_m`` at ``lat``, within the source's zoom range."""
+    return max(source.min_zoom, min(source.max_zoom, zoom_for_resolution(lat, resolution_m)))
+
+
+def crop_at(
+    source: TileSource,
+    lat: float,
+    lon: float,
+    *,
+    size_px: int = DEFAULT_SIZE_PX,
+    resolution_m: float = DEFAULT_RESOLUTION_M,
+) -> Crop:
+    """Cut a ``size_px`` square image centred on (lat, lon) at ``resolution_m`` metres per pixel.
+
+    Raises:
+        ImageryError: The point is beyond Web-Mercator's ±85.0511° or not a number, a covering tile is missing
+            at the source, or a tile cannot be read.
+    """
+    if size_px < 1:
+        raise ValueError(f"size_px must be positive, got {size_px}")
+    if not math.isfinite(lon):
+        raise ImageryError(f"longitude {lon} is not a number")
+    check_latitude(lat)
+    zoom = choose_zoom(source, lat, resolution_m)
+    native = metres_per_pixel(lat, zoom)
+    window_m = size_px * resolution_m
+
+    # The first tile tells the source's tile size (256, or 512 for "retina" pyramids): work in its pixels.
+    px, py = global_pixel(lat, lon, zoom)
+    tile_size = source.tile_size or _probe_tile_size(source, zoom, px, py)
+    scale = tile_size / TILE_SIZE
+    cx, cy = px * scale, py * scale
+    half = window_m / native * scale / 2
+    x0, y0, x1, y1 = cx - half, cy - half, cx + half, cy + half
+
+    n = 1 << zoom
+    tx0, tx1 = math.floor(x0 / tile_size), math.floor(math.nextafter(x1, -math.inf) / tile_size)
+    ty0, ty1 = math.floor(y0 / tile_size), math.floor(math.nextafter(y1, -math.inf) / tile_size)
+    # Columns wrap across the antimeridian; rows beyond the world's edge (only near ±85°) stay black.
+    keys = {(tx, ty): (zoom, tx % n, ty) for ty in range(ty0, ty1 + 1) for tx in range(tx0, tx1 + 1) if 0 <= ty < n}
+    tiles = source.tiles(keys.values())
+    canvas = Image.new("RGB", ((tx1 - tx0 + 1) * tile_size, (ty1 - ty0 + 1) * tile_size))
+    for (tx, ty), key in keys.items():
+        tile = tiles[key]
+        if tile is None:
+            z, x, y = key
+            raise ImageryError(f"tile {z}/{x}/{y} missing at {source.describe()}")
+        canvas.paste(tile, ((tx - tx0) * tile_size, (ty - ty0) * tile_size))
+    ox, oy = tx0 * tile_size, ty0 * tile_size
+    box = (x0 - ox, y0 - oy, x1 - ox, y1 - oy)
+    image = canvas.resize((size_px, size_px), Image.Resampling.LANCZOS, box=box)
+    return Crop(
+        image=image,
+        footprint=footprint_bbox(lat, lon, size_px, resolution_m),
+        zoom=zoom,
+        resolution_m=resolution_m,
+        native_resolution_m=native,
+    )
+
+
+def _probe_tile_size(source: TileSource, zoom: int, px: float, py: float) -> int:
+    n = 1 << zoom
+    x, y = min(int(px // TILE_SIZE), n - 1), min(int(py // TILE_SIZE), n - 1)
+    tile = source.tile(zoom, x, y)
+    if tile is None:
+        raise ImageryError(f"tile {zoom}/{x}/{y} missing at {source.describe()}")
+    return tile.width

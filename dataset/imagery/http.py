@@ -1,0 +1,196 @@
+"""Tiles from an ``http(s)://…/{z}/{x}/{y}…`` URL template, fetched politely.
+
+Politeness is what tile servers' usage policies ask for: an honest User-Agent naming the tool (and, configurable,
+the user's contact), a socket timeout, bounded retries with exponential backoff on 429/5xx/timeouts that honour
+``Retry-After``, at most a few requests in flight, and a disk cache so no tile is ever fetched twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email.utils
+import hashlib
+import http.client
+import os
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+
+from annotator import __version__
+from annotator.errors import ImageryError, ImagerySourceError
+from dataset.imagery.sources import TileKey, TileSource, format_template
+
+DEFAULT_USER_AGENT = (
+    f"annotator/{__version__} (aerial-scene dataset builder; python-urllib; "
+    "configurable: pass --user-agent with your contact)"
+)
+DEFAULT_TIMEOUT_S = 20.0
+DEFAULT_MAX_RETRIES = 4
+DEFAULT_BACKOFF_S = 1.0
+MAX_WAIT_S = 120.0  # longest single wait, even when Retry-After asks for more
+MAX_IN_FLIGHT = 4
+DEFAULT_SUBDOMAINS = ("a", "b", "c")
+
+
+def default_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/annotator/tiles`` (``~/.cache/annotator/tiles``): used when no cache folder is given."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "annotator" / "tiles"
+
+
+class UrlTemplateSource(TileSource):
+    """Tiles from a URL template with ``{z}``, ``{x}``, ``{y}`` (or ``{-y}``) and optionally ``{s}``.
+
+    Attributes:
+        requests_made: HTTP requests sent (retries included); a cached tile costs none.
+        cache_hits: Tiles served from the disk cache.
+    """
+
+    def __init__(
+        self,
+        template: str,
+        *,
+        cache_dir: Path | None = None,
+        user_agent: str = DEFAULT_USER_AGENT,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        backoff_s: float = DEFAULT_BACKOFF_S,
+        subdomains: tuple[str, ...] = DEFAULT_SUBDOMAINS,
+        max_zoom: int | None = None,
+    ) -> None:
+        super().__init__(template, **({"max_zoom": max_zoom} if max_zoom is not None else {}))
+        self.template = template
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        self.user_agent = user_agent
+        self.timeout_s = timeout_s
+        self.max_retries = max_retries
+        self.backoff_s = backoff_s
+        self.subdomains = subdomains
+        self.requests_made = 0
+        self.cache_hits = 0
+        self._absent: set[TileKey] = set()  # 404s seen in this session: not asked again
+        self._count_lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+
+    def describe(self) -> str:
+        return self.template.split("?")[0]  # never echo query strings: they often carry API keys
+
+    def url_for(self, z: int, x: int, y: int) -> str:
+        """The tile's URL (subdomains rotate by tile so each keeps its own cache entry stable)."""
+        subdomain = self.subdomains[(x + y) % len(self.subdomains)] if self.subdomains else ""
+        return format_template(self.template, z, x, y, subdomain)
+
+    def cache_path(self, z: int, x: int, y: int) -> Path:
+        """Where the tile is cached: keyed by a hash of the template (subdomain-free) and the tile."""
+        digest = hashlib.sha256(f"{self.template}|{z}/{x}/{y}".encode()).hexdigest()
+        return self.cache_dir / digest[:2] / f"{digest}.tile"
+
+    def read_tile_bytes(self, z: int, x: int, y: int) -> bytes | None:
+        key = (z, x, y)
+        if key in self._absent:
+            return None
+        path = self.cache_path(z, x, y)
+        with contextlib.suppress(FileNotFoundError):
+            data = path.read_bytes()
+            with self._count_lock:
+                self.cache_hits += 1
+            return data
+        data = self._fetch(z, x, y)
+        if data is None:
+            self._absent.add(key)
+            return None
+        self._store(path, data)
+        return data
+
+    def read_many(self, keys: Iterable[TileKey]) -> dict[TileKey, bytes | None]:
+        keys = list(keys)
+        if len(keys) <= 1:
+            return {key: self.read_tile_bytes(*key) for key in keys}
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=MAX_IN_FLIGHT, thread_name_prefix="tiles")
+        futures = {key: self._pool.submit(self.read_tile_bytes, *key) for key in keys}
+        out: dict[TileKey, bytes | None] = {}
+        errors: list[BaseException] = []
+        for key, future in futures.items():
+            try:
+                out[key] = future.result()
+            except ImageryError as exc:
+                errors.append(exc)
+        if errors:  # a source-wide problem (403) outranks a per-tile one
+            raise next((e for e in errors if isinstance(e, ImagerySourceError)), errors[0])
+        return out
+
+    def _fetch(self, z: int, x: int, y: int) -> bytes | None:
+        url = self.url_for(z, x, y)
+        where = f"tile {z}/{x}/{y} from {self.describe()}"
+        last_problem, wait = "", 0.0
+        for attempt in range(self.max_retries + 1):
+            if attempt:
+                time.sleep(min(MAX_WAIT_S, wait))
+            request = urllib.request.Request(url, headers={"User-Agent": self.user_agent, "Accept": "image/*"})
+            with self._count_lock:
+                self.requests_made += 1
+            try:
+                with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+                    data = response.read()
+                    if response.status == 204 or not data:
+                        return None
+                    return data
+            except urllib.error.HTTPError as exc:
+                exc.close()
+                if exc.code in (404, 410):
+                    return None
+                if exc.code in (401, 403):
+                    raise ImagerySourceError(
+                        f"the tile server refused access (HTTP {exc.code}) for {where}; check the URL's API key "
+                        "and the server's usage policy"
+                    ) from None
+                if exc.code != 429 and exc.code < 500:
+                    raise ImageryError(f"{where} failed with HTTP {exc.code} {exc.reason}") from None
+                last_problem = f"HTTP {exc.code}"
+                asked = _retry_after(exc.headers.get("Retry-After"))
+                wait = self.backoff_s * 2**attempt if asked is None else asked
+            except (TimeoutError, urllib.error.URLError, http.client.HTTPException, ConnectionError) as exc:
+                reason = getattr(exc, "reason", exc)
+                timed_out = isinstance(reason, TimeoutError)
+                last_problem = f"timed out after {self.timeout_s:g} s" if timed_out else f"{reason}"
+                wait = self.backoff_s * 2**attempt
+        raise ImageryError(f"{where} failed after {self.max_retries + 1} attempts ({last_problem})")
+
+    def _store(self, path: Path, data: bytes) -> None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".part")
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise ImagerySourceError(f"cannot write the tile cache at {self.cache_dir}: {exc}") from exc
+
+    def close(self) -> None:
+        super().close()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date), or None."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
