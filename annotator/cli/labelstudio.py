@@ -1,5 +1,119 @@
-"""`annotator ls ...` (issue 5)."""
+"""`annotator ls push` / `annotator ls pull`: the Label Studio round trip (SPEC §7).
+
+The API key comes from --ls-api-key or LABEL_STUDIO_API_KEY and is never shown (not in --help, messages or
+tracebacks). label_studio_sdk is imported inside the commands (it takes ~1 s).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
 
 import typer
+from rich.table import Table
 
-app = typer.Typer(help="Label Studio round trip.", no_args_is_help=True)
+from annotator.cli.common import advance, progress_bar, state, stdout
+
+app = typer.Typer(help="Label Studio round trip: push pairs for review, pull the verdicts back.",
+                  no_args_is_help=True)
+
+URL_OPTION = typer.Option(None, "--ls-url", envvar="LABEL_STUDIO_URL", show_envvar=True,
+                          help="Label Studio base URL, e.g. http://127.0.0.1:8080.")
+KEY_OPTION = typer.Option(None, "--ls-api-key", envvar="LABEL_STUDIO_API_KEY", show_envvar=True,
+                          show_default=False,
+                          help="Label Studio API key: a legacy token or a personal access token (never printed).")
+
+
+def _table(title: str, rows: list[tuple[str, object]]) -> Table:
+    table = Table(title=title, show_header=False)
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    for name, value in rows:
+        table.add_row(name, str(value))
+    return table
+
+
+@app.command("push")
+def push_command(
+    ctx: typer.Context,
+    ls_url: str | None = URL_OPTION,
+    ls_api_key: str | None = KEY_OPTION,
+    project: str = typer.Option("annotator review", "--project", help="Title of the review project (reused)."),
+    media_base_url: str | None = typer.Option(
+        None, "--media-base-url", help="Serve media from this URL instead of Label Studio's local-files serving."
+    ),
+    batch_size: int = typer.Option(1000, "--batch-size", min=1, max=5000, help="Tasks per import request."),
+) -> None:
+    """Push every pair not yet pushed as a Label Studio task (OSM class pre-selected); conflicts go to adjudication.
+
+    Idempotent and resumable: a pair is never pushed twice, even after a push was killed mid-way.
+
+    Example: LABEL_STUDIO_URL=http://127.0.0.1:8080 LABEL_STUDIO_API_KEY=… annotator ls push --project "survey 2024"
+    """
+    from annotator.labelstudio.client import connect
+    from annotator.labelstudio.push import push_pairs
+
+    app_state = state(ctx)
+    engine = app_state.engine()
+    conn = connect(ls_url, ls_api_key)
+    # Label Studio's own setting, when its local-files root is a parent of the media dir (default: the media dir).
+    files_root = os.environ.get("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT") or None
+    with progress_bar(app_state, "Pushing tasks", None) as progress:
+        report = push_pairs(
+            engine, app_state.location, conn, title=project, media_base_url=media_base_url, batch_size=batch_size,
+            files_root=Path(files_root) if files_root else None,
+            on_batch=lambda n: advance(progress, n),
+            on_total=lambda n: progress.update(progress.task_ids[0], total=n),
+        )
+    rows: list[tuple[str, object]] = [
+        ("Label Studio", report.url),
+        ("project", f"{report.title} (id {report.ls_project_id})"),
+        ("tasks pushed now", report.pushed),
+        ("with an OSM prediction", report.with_prediction),
+        ("already pushed", report.already_pushed),
+        ("adopted from an interrupted push", report.adopted),
+        ("pairs without media (not pushed)", report.without_media),
+        ("batches × size", f"{report.batches} × {report.batch_size}"),
+    ]
+    if report.adjudication_title:
+        rows.append((f"conflicts → {report.adjudication_title}", report.adjudication_pushed))
+    stdout.print(_table("ls push", rows))
+    stdout.print(f"Review at {report.url}/projects/{report.ls_project_id}/data", markup=False)
+
+
+@app.command("pull")
+def pull_command(
+    ctx: typer.Context,
+    ls_url: str | None = URL_OPTION,
+    ls_api_key: str | None = KEY_OPTION,
+    full: bool = typer.Option(False, "--full", help="Reconcile every task; deleted annotations become retracted."),
+) -> None:
+    """Pull verdicts from Label Studio into the store (incremental since the last pull) and update final labels.
+
+    Example: annotator ls pull            (or: annotator ls pull --full   to reconcile deletions)
+    """
+    from annotator.labelstudio.client import connect
+    from annotator.labelstudio.pull import pull_reviews
+
+    app_state = state(ctx)
+    engine = app_state.engine()
+    conn = connect(ls_url, ls_api_key)
+    with progress_bar(app_state, "Pulling tasks", None) as progress:
+        report = pull_reviews(engine, conn, full=full, on_page=lambda n: advance(progress, n))
+    if report.projects == 0:
+        stdout.print(f"Nothing to pull: the store has pushed nothing to {report.url} yet (run `annotator ls push`).",
+                     markup=False)
+        return
+    rows: list[tuple[str, object]] = [
+        ("Label Studio", report.url),
+        ("mode", report.mode),
+        ("projects", report.projects),
+        ("tasks seen", report.tasks_seen),
+        ("reviews added", report.reviews_added),
+        *((f"  {name}", count) for name, count in sorted(report.outcomes.items())),
+        ("reviews retracted", report.reviews_retracted),
+        ("final labels changed", report.final_labels_changed),
+    ]
+    if report.unknown_tasks:
+        rows.append(("tasks not made by annotator (ignored)", report.unknown_tasks))
+    stdout.print(_table("ls pull", rows))
