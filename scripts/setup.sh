@@ -24,12 +24,14 @@ if [ "$(cat .venv/.annotator-stamp 2>/dev/null)" != "$(stamp_of)" ]; then
   stamp_of > .venv/.annotator-stamp
 fi
 
-if [ ! -x .venv-ls/bin/label-studio ]; then
+if [ "$(cat .venv-ls/.annotator-stamp 2>/dev/null)" != "$LS_VERSION" ]; then
   echo "setup: installing label-studio $LS_VERSION into .venv-ls (about a minute)" >&2
-  "$PY" -m venv .venv-ls
+  [ -x .venv-ls/bin/python ] || "$PY" -m venv .venv-ls
   .venv-ls/bin/python -m pip install -q --disable-pip-version-check "label-studio==$LS_VERSION" 2>&1 \
     | grep -v "is ignored" || true
-  .venv-ls/bin/label-studio --version >/dev/null 2>&1 \
+  # (not `label-studio --version`: it checks PyPI for a newer release and can hang without a network)
+  .venv-ls/bin/python -c "import label_studio" \
     || { echo "setup: label-studio did not install into .venv-ls" >&2; exit 1; }
+  echo "$LS_VERSION" > .venv-ls/.annotator-stamp
 fi
 echo "setup: ready (.venv, .venv-ls)" >&2

@@ -1,6 +1,62 @@
-"""Placeholder: replaced by the issue that builds this command."""
+"""`annotator evaluate`: a saved classifier's metrics on one split of a dataset (SPEC §9)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from annotator.cli.common import state, stderr, stdout
 
 
-def evaluate_command() -> None:
-    """Not built yet."""
-    raise NotImplementedError
+def metrics_table(metrics: dict[str, Any], title: str):  # type: ignore[no-untyped-def]
+    """Rich tables: the summary scores, then precision/recall/F1/support per class."""
+    from rich.table import Table
+
+    summary = Table(title=title)
+    summary.add_column("metric")
+    summary.add_column("value", justify="right")
+    summary.add_row("samples", str(metrics["samples"]))
+    for key in ("accuracy", "weighted_precision", "weighted_recall", "weighted_f1", "macro_precision",
+                "macro_recall", "macro_f1"):
+        summary.add_row(key.replace("_", " "), f"{metrics[key]:.4f}")
+    per_class = Table(title="Per class")
+    for column in ("class", "precision", "recall", "F1", "support"):
+        per_class.add_column(column, justify="left" if column == "class" else "right")
+    for name, row in metrics["per_class"].items():
+        if row["support"] or row["precision"]:
+            per_class.add_row(name, f"{row['precision']:.3f}", f"{row['recall']:.3f}", f"{row['f1']:.3f}",
+                              str(row["support"]))
+    return summary, per_class
+
+
+def evaluate_command(
+    ctx: typer.Context,
+    checkpoint: Path = typer.Argument(..., help="checkpoint.pt written by `annotator train`."),
+    dataset: Path = typer.Argument(..., help="An export folder or the ADVANCE release (vision/, sound/)."),
+    split: str = typer.Option("test", "--split", help="Which split to score: train, val or test."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object with all metrics instead of tables."),
+    device: str = typer.Option("auto", "--device", help="auto (CUDA when present), cuda or cpu."),
+    workers: int | None = typer.Option(None, "--workers", min=0, help="DataLoader worker processes."),
+) -> None:
+    """Score a trained classifier on one split: accuracy, weighted and macro P/R/F1, per-class scores.
+
+    The checkpoint carries everything else (config, class list, normalisation), and the split is computed as in
+    training, so the training dataset's test split reproduces the run's test metrics.
+
+    Example: annotator evaluate runs/fusion/checkpoint.pt export/ --split test --json
+    """
+    from model.train import evaluate_checkpoint
+
+    app_state = state(ctx)
+    metrics = evaluate_checkpoint(checkpoint, dataset, split=split, device=device, workers=workers)
+    if as_json:
+        payload = {"checkpoint": str(checkpoint), "dataset": str(dataset), "split": split, **metrics}
+        typer.echo(json.dumps(payload))
+        return
+    for table in metrics_table(metrics, f"{split} split of {dataset}"):
+        stdout.print(table)
+    if not app_state.quiet:
+        stderr.print(f"checkpoint {checkpoint}", markup=False, highlight=False)

@@ -1,0 +1,61 @@
+"""BatchNorm whose batch statistics span all ranks, so a torchrun run trains like one process.
+
+With the global batch split over N ranks, plain BatchNorm normalises each rank's 1/N share with its own
+statistics, and the run drifts from the single-process one. On CUDA torch's ``nn.SyncBatchNorm`` fixes that; it
+refuses CPU tensors, so for CPU (gloo) this module all-reduces the per-channel sums with autograd-aware
+collectives. Its state dict keys equal ``nn.BatchNorm2d``'s, so checkpoints load into the plain network.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class CrossRankBatchNorm2d(nn.BatchNorm2d):
+    """``nn.BatchNorm2d`` with training statistics over the whole global batch (CPU-capable)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        import torch.distributed as dist
+
+        if not (self.training and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+            return super().forward(x)
+        from torch.distributed.nn.functional import all_reduce
+
+        channels = x.shape[1]
+        count = x.new_tensor([x.numel() / channels])
+        local = torch.cat([x.sum(dim=(0, 2, 3)), x.square().sum(dim=(0, 2, 3)), count])
+        total = all_reduce(local)  # (2C + 1,) summed over ranks; gradients flow back to every rank's inputs
+        n = total[-1]
+        mean = total[:channels] / n
+        var = (total[channels : 2 * channels] / n - mean.square()).clamp_min(0)
+        if self.track_running_stats:
+            with torch.no_grad():
+                momentum = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked + 1)
+                self.running_mean.lerp_(mean.detach(), momentum)
+                self.running_var.lerp_(var.detach() * n / (n - 1).clamp_min(1), momentum)
+                self.num_batches_tracked += 1
+        shape = (1, channels, 1, 1)
+        y = (x - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
+        if self.affine:
+            y = y * self.weight.view(shape) + self.bias.view(shape)
+        return y
+
+
+def sync_batchnorm(module: nn.Module, device: torch.device) -> nn.Module:
+    """Swap every BatchNorm2d for a cross-rank one: torch's SyncBatchNorm on CUDA, ours on CPU."""
+    if device.type == "cuda":
+        return nn.SyncBatchNorm.convert_sync_batchnorm(module)
+    for name, child in module.named_children():
+        if isinstance(child, nn.BatchNorm2d) and not isinstance(child, CrossRankBatchNorm2d):
+            like = next(iter(child.state_dict().values()))  # keep the layer's device and float dtype
+            replacement = CrossRankBatchNorm2d(
+                child.num_features, child.eps, child.momentum, child.affine, child.track_running_stats,
+                device=like.device, dtype=child.weight.dtype if child.affine else like.dtype,
+            )
+            replacement.load_state_dict(child.state_dict())
+            replacement.train(child.training)
+            setattr(module, name, replacement)
+        else:
+            sync_batchnorm(child, device)
+    return module

@@ -1,0 +1,84 @@
+"""Self-describing checkpoints: weights, optimiser state, config, class list, normalisation, epoch, metrics.
+
+``evaluate`` needs nothing but this file and a dataset. Everything inside is tensors or plain Python types, so
+it loads with ``torch.load(weights_only=True)`` (no pickled code runs when a checkpoint is opened).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from annotator.errors import TrainingError
+from annotator.vocabulary import CLASS_ORDER
+from model.config import TrainConfig
+
+CHECKPOINT_FORMAT = "annotator-fusion/1"
+
+
+@dataclass
+class Checkpoint:
+    config: TrainConfig
+    model_state: dict[str, torch.Tensor]
+    optimizer_state: dict[str, Any] | None
+    classes: list[str]
+    audio_stats: dict[str, list[float]]
+    epoch: int
+    metrics: dict[str, Any] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    dataset: dict[str, Any] = field(default_factory=dict)
+
+
+def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
+    """Write atomically (temp file beside it, then rename): a crash never leaves half a checkpoint."""
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "config": checkpoint.config.to_dict(),
+        "model": checkpoint.model_state,
+        "optimizer": checkpoint.optimizer_state,
+        "classes": list(checkpoint.classes),
+        "audio_stats": checkpoint.audio_stats,
+        "epoch": checkpoint.epoch,
+        "metrics": checkpoint.metrics,
+        "history": checkpoint.history,
+        "dataset": checkpoint.dataset,
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> Checkpoint:
+    """Read a checkpoint written by :func:`save_checkpoint`; refuse other files with a clear message."""
+    path = Path(path)
+    if not path.is_file():
+        raise TrainingError(f"checkpoint {path} does not exist")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises assorted types for files that are not checkpoints
+        raise TrainingError(f"cannot read checkpoint {path}: {exc}") from exc
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise TrainingError(f"{path} is not an annotator checkpoint (expected format {CHECKPOINT_FORMAT})")
+    classes = list(payload["classes"])
+    if classes != [c.value for c in CLASS_ORDER]:
+        raise TrainingError(f"{path} was trained on classes {classes}, not this version's 13-class vocabulary")
+    return Checkpoint(
+        config=TrainConfig.from_dict(payload["config"]),
+        model_state=payload["model"],
+        optimizer_state=payload.get("optimizer"),
+        classes=classes,
+        audio_stats=payload.get("audio_stats", {}),
+        epoch=int(payload.get("epoch", 0)),
+        metrics=payload.get("metrics", {}),
+        history=list(payload.get("history", [])),
+        dataset=payload.get("dataset", {}),
+    )

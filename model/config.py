@@ -1,0 +1,131 @@
+"""The one frozen dataclass that holds a training run's hyperparameters (STYLE: nanoGPT-style config).
+
+Defaults follow the paper's protocol (SPEC §9) where this machine allows it: 256×256 images, Adam with weight
+decay 1e-4, model selection on validation weighted F1. The image backbone defaults to ResNet-18 so a CPU run is
+practical; pass ``image_arch="resnet101"`` for the paper's branch on a GPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+from enum import StrEnum
+from typing import Any
+
+from annotator.errors import TrainingError
+
+
+class Modality(StrEnum):
+    """Which branches the classifier uses: the fusion model or one of the single-modality baselines."""
+
+    BOTH = "both"
+    IMAGE = "image"
+    AUDIO = "audio"
+
+    @property
+    def uses_image(self) -> bool:
+        return self in (Modality.BOTH, Modality.IMAGE)
+
+    @property
+    def uses_audio(self) -> bool:
+        return self in (Modality.BOTH, Modality.AUDIO)
+
+
+IMAGE_ARCHS = ("resnet18", "resnet50", "resnet101")
+DEVICES = ("auto", "cuda", "cpu")
+GPU_IMAGE_SIZE, GPU_AUDIO_WIDTH = 256, 32
+CPU_IMAGE_SIZE, CPU_AUDIO_WIDTH = 128, 16
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides what a training run does; stored in the checkpoint so evaluation can rebuild it.
+
+    Attributes:
+        modality: ``both`` (fusion), ``image`` or ``audio``.
+        image_arch: torchvision ResNet for the image branch.
+        image_size: side of the square image the branch sees; None: 256 (the paper) on CUDA, 128 on CPU.
+        audio_width: channels of the audio CNN's first stage (doubled per stage; 4 stages); None: 32 on CUDA,
+            16 on CPU. CPU is the fallback for tests and small runs, so its defaults trade accuracy for time.
+        epochs: maximum number of epochs.
+        batch_size: the *global* batch: under torchrun each of N ranks takes 1/N of every batch, so one run
+            sees the same batches whatever the number of processes.
+        lr: Adam learning rate (the paper: 1e-5 with pretrained branches; higher from scratch).
+        weight_decay: Adam weight decay (the paper: 1e-4).
+        patience: stop after this many epochs without a better validation weighted F1.
+        seed: seeds model initialisation and the batch order.
+        split_seed: seed of the computed 70/10/20 split for a release without metadata.csv.
+        device: ``auto`` (CUDA when present), ``cuda`` or ``cpu``.
+        workers: DataLoader worker processes; None picks a default for the device.
+        use_cache: decode images and log-mels once into a memory-mapped feature cache.
+        bf16: bf16 autocast on CUDA (ignored on CPU).
+        limit: keep at most this many samples per split (quick runs); None keeps all.
+        image_weights: local state dict for the image backbone (e.g. ImageNet weights); nothing is downloaded.
+        audio_weights: local state dict for the audio branch.
+    """
+
+    modality: str = Modality.BOTH.value
+    image_arch: str = "resnet18"
+    image_size: int | None = None
+    audio_width: int | None = None
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 1e-4
+    weight_decay: float = 1e-4
+    patience: int = 5
+    seed: int = 0
+    split_seed: int = 0
+    device: str = "auto"
+    workers: int | None = None
+    use_cache: bool = True
+    bf16: bool = True
+    limit: int | None = None
+    image_weights: str | None = None
+    audio_weights: str | None = None
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.modality not in {m.value for m in Modality}:
+            problems.append(f"modality must be one of both|image|audio, not {self.modality!r}")
+        if self.image_arch not in IMAGE_ARCHS:
+            problems.append(f"image_arch must be one of {'|'.join(IMAGE_ARCHS)}, not {self.image_arch!r}")
+        if self.device not in DEVICES:
+            problems.append(f"device must be one of {'|'.join(DEVICES)}, not {self.device!r}")
+        if self.image_size is not None and self.image_size < 32:
+            problems.append(f"image_size must be at least 32 (ResNet downsamples 32×), not {self.image_size}")
+        for name in ("epochs", "batch_size", "audio_width", "patience"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                problems.append(f"{name} must be at least 1, not {getattr(self, name)}")
+        if self.lr <= 0:
+            problems.append(f"lr must be positive, not {self.lr}")
+        if self.workers is not None and self.workers < 0:
+            problems.append(f"workers must be 0 or more, not {self.workers}")
+        if self.limit is not None and self.limit < 1:
+            problems.append(f"limit must be at least 1, not {self.limit}")
+        if problems:
+            raise TrainingError("; ".join(problems))
+
+    def for_device(self, device_type: str) -> TrainConfig:
+        """Fill the size defaults left open (None) for the device the run really uses."""
+        gpu = device_type == "cuda"
+        return replace(
+            self,
+            image_size=self.image_size or (GPU_IMAGE_SIZE if gpu else CPU_IMAGE_SIZE),
+            audio_width=self.audio_width or (GPU_AUDIO_WIDTH if gpu else CPU_AUDIO_WIDTH),
+        )
+
+    @property
+    def modality_enum(self) -> Modality:
+        return Modality(self.modality)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain types only, so a checkpoint loads with ``torch.load(weights_only=True)``."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """Rebuild from :meth:`to_dict` output; unknown keys (from a newer version) are ignored."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def with_(self, **changes: Any) -> TrainConfig:
+        return replace(self, **changes)

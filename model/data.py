@@ -1,0 +1,254 @@
+"""Datasets over an `annotator export` folder or the published ADVANCE release (SPEC §9).
+
+Two layouts, one index:
+
+* **export**: ``metadata.csv`` gives every id, class and split; files are ``vision/<class>/<id>.jpg`` and
+  ``sound/<class>/<id>.wav``.
+* **release**: only ``vision/<class>/<id>.jpg`` and ``sound/<class>/<id>.wav``; the 70/10/20 split grouped by
+  recording is computed with :func:`dataset.split.assign_splits`, deterministically for a seed.
+
+Images and sounds are paired by id, never by position in a listing: a file missing in one modality is an
+error naming that id. Class indices come from :class:`~annotator.vocabulary.SceneClass`, never from the folders
+that happen to exist (torchgeo's two ADVANCE mistakes).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from annotator.errors import DatasetError
+from annotator.vocabulary import SceneClass
+from dataset.split import Split, assign_splits, recording_of
+from model.features import clip_log_mel, read_image
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
+REQUIRED_COLUMNS = ("id", "class", "split")
+
+
+@dataclass(frozen=True)
+class SampleRef:
+    """One image/sound pair on disk."""
+
+    id: str
+    label: SceneClass
+    split: Split
+    image_path: Path
+    audio_path: Path
+
+
+@dataclass(frozen=True)
+class DatasetIndex:
+    """Every pair of a dataset folder, sorted by id, and a key that changes when the files do."""
+
+    root: Path
+    layout: str  # "export" or "release"
+    samples: tuple[SampleRef, ...]
+    key: str
+
+    def split(self, split: Split | str, limit: int | None = None) -> list[SampleRef]:
+        """The pairs of one split in id order; with `limit`, a deterministic class-mixed subset of that size."""
+        chosen = [s for s in self.samples if s.split == Split(split)]
+        if limit is not None and len(chosen) > limit:
+            chosen = sorted(chosen, key=lambda s: hashlib.sha1(s.id.encode()).hexdigest())[:limit]
+            chosen.sort(key=lambda s: s.id)
+        return chosen
+
+
+def open_dataset(root: Path, *, split_seed: int = 0) -> DatasetIndex:
+    """Index the dataset at `root`: an export when it has metadata.csv, else the release layout.
+
+    Raises:
+        DatasetError: no dataset there, an unknown class, a pair missing one of its files, a bad row.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"dataset folder {root} does not exist")
+    if (root / "metadata.csv").is_file():
+        samples = _read_export(root)
+        layout = "export"
+    elif (root / "vision").is_dir() and (root / "sound").is_dir():
+        samples = _read_release(root, split_seed)
+        layout = "release"
+    else:
+        raise DatasetError(
+            f"no dataset at {root}: expected metadata.csv (an `annotator export` output) or the vision/ and "
+            "sound/ folders of the ADVANCE release"
+        )
+    if not samples:
+        raise DatasetError(f"the dataset at {root} holds no pairs")
+    samples.sort(key=lambda s: s.id)
+    return DatasetIndex(root=root, layout=layout, samples=tuple(samples), key=_dataset_key(root, layout, samples))
+
+
+def _class_of(text: str, where: str) -> SceneClass:
+    try:
+        return SceneClass.parse(text)
+    except ValueError as exc:
+        raise DatasetError(f"{where}: {exc}") from None
+
+
+def _pair_paths(root: Path, sample_id: str, label: SceneClass) -> tuple[Path, Path]:
+    """The image and sound files of one id, found under its class folders; error naming the id if absent."""
+    paths = []
+    for folder, suffixes, what in (("vision", IMAGE_SUFFIXES, "image"), ("sound", AUDIO_SUFFIXES, "sound")):
+        found = [root / folder / label.value / f"{sample_id}{suffix}" for suffix in suffixes]
+        existing = [p for p in found if p.is_file()]
+        if not existing:
+            raise DatasetError(
+                f"sample {sample_id} ({label.value}): its {what} file {folder}/{label.value}/{sample_id}"
+                f"{suffixes[0]} is missing"
+            )
+        paths.append(existing[0])
+    return paths[0], paths[1]
+
+
+def _read_export(root: Path) -> list[SampleRef]:
+    with (root / "metadata.csv").open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise DatasetError(f"{root / 'metadata.csv'} lacks the column(s) {', '.join(missing)}")
+        samples: list[SampleRef] = []
+        seen: set[str] = set()
+        for line, row in enumerate(reader, start=2):
+            sample_id = (row["id"] or "").strip()
+            where = f"metadata.csv line {line} (id {sample_id or '?'})"
+            if not sample_id:
+                raise DatasetError(f"{where}: empty id")
+            if sample_id in seen:
+                raise DatasetError(f"{where}: id {sample_id} appears twice")
+            seen.add(sample_id)
+            label = _class_of(row["class"] or "", where)
+            try:
+                split = Split((row["split"] or "").strip())
+            except ValueError:
+                raise DatasetError(f"{where}: split must be train, val or test, not {row['split']!r}") from None
+            image, audio = _pair_paths(root, sample_id, label)
+            samples.append(SampleRef(sample_id, label, split, image, audio))
+    return samples
+
+
+def _scan_modality(root: Path, folder: str, suffixes: tuple[str, ...]) -> dict[str, tuple[SceneClass, Path]]:
+    found: dict[str, tuple[SceneClass, Path]] = {}
+    for class_dir in sorted((root / folder).iterdir()):
+        if not class_dir.is_dir() or class_dir.name.startswith("."):
+            continue
+        label = _class_of(class_dir.name, f"unknown class folder {folder}/{class_dir.name}")
+        for path in sorted(class_dir.iterdir()):
+            if path.suffix.lower() not in suffixes or path.name.startswith("."):
+                continue
+            if path.stem in found:
+                other = found[path.stem][1].relative_to(root)
+                raise DatasetError(f"sample {path.stem} appears twice: {other} and {path.relative_to(root)}")
+            found[path.stem] = (label, path)
+    return found
+
+
+def _read_release(root: Path, split_seed: int) -> list[SampleRef]:
+    images = _scan_modality(root, "vision", IMAGE_SUFFIXES)
+    sounds = _scan_modality(root, "sound", AUDIO_SUFFIXES)
+    for ids, have, lack in ((images.keys() - sounds.keys(), "an image", "sound"),
+                            (sounds.keys() - images.keys(), "a sound", "vision")):
+        if ids:
+            first = sorted(ids)[:5]
+            raise DatasetError(
+                f"sample {first[0]} has {have} file but none under {lack}/ ({len(ids)} such id(s): "
+                f"{', '.join(first)}{'…' if len(ids) > 5 else ''}); every id needs both files"
+            )
+    for sample_id, (label, _) in images.items():
+        if sounds[sample_id][0] != label:
+            raise DatasetError(
+                f"sample {sample_id} is {label.value} under vision/ but {sounds[sample_id][0].value} under sound/"
+            )
+    splits = assign_splits(((i, label, recording_of(i)) for i, (label, _) in images.items()), split_seed)
+    return [SampleRef(i, label, splits[i], path, sounds[i][1]) for i, (label, path) in images.items()]
+
+
+def _dataset_key(root: Path, layout: str, samples: Sequence[SampleRef]) -> str:
+    """The export's manifest hash when there is one, else a hash of every file's path, size and mtime."""
+    digest = hashlib.sha256(layout.encode())
+    manifest = root / "manifest.json"
+    if layout == "export" and manifest.is_file():
+        digest.update(manifest.read_bytes())
+        digest.update((root / "metadata.csv").read_bytes())
+        return digest.hexdigest()
+    for sample in samples:
+        for path in (sample.image_path, sample.audio_path):
+            stat = path.stat()
+            digest.update(f"{path.relative_to(root)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        digest.update(f"{sample.split}\n".encode())
+    return digest.hexdigest()
+
+
+class SceneDataset(Dataset):
+    """Pairs as dicts ``{"image": uint8 (3,S,S), "audio": float16 (1,64,400), "label": int, "id": str}``.
+
+    Only the modalities asked for are loaded. Features come from a :class:`model.cache.FeatureCache` when one
+    is given (no decoding), else they are decoded from the files.
+    """
+
+    def __init__(
+        self,
+        samples: Sequence[SampleRef],
+        *,
+        image_size: int,
+        image: bool = True,
+        audio: bool = True,
+        cache: Any | None = None,
+    ) -> None:
+        self.samples = list(samples)
+        self.image_size = image_size
+        self.load_image, self.load_audio = image, audio
+        self.cache = cache
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        ref = self.samples[index]
+        item: dict[str, Any] = {"label": ref.label.index, "id": ref.id}
+        if self.load_image:
+            array = self.cache.image(ref.id) if self.cache is not None else self._decode_image(ref)
+            item["image"] = torch.from_numpy(np.array(array, dtype=np.uint8))
+        if self.load_audio:
+            array = self.cache.log_mel(ref.id) if self.cache is not None else self._decode_audio(ref)
+            item["audio"] = torch.from_numpy(np.array(array, dtype=np.float16))[None]
+        return item
+
+    def _decode_image(self, ref: SampleRef) -> np.ndarray:
+        try:
+            return read_image(ref.image_path, self.image_size)
+        except OSError as exc:
+            raise DatasetError(f"sample {ref.id}: cannot read image {ref.image_path}: {exc}") from exc
+
+    @staticmethod
+    def _decode_audio(ref: SampleRef) -> np.ndarray:
+        try:
+            return clip_log_mel(ref.audio_path)
+        except (OSError, RuntimeError, ValueError) as exc:
+            raise DatasetError(f"sample {ref.id}: cannot read sound {ref.audio_path}: {exc}") from exc
+
+
+def describe(index: DatasetIndex) -> dict[str, Any]:
+    """Counts per split and class, for logs and the training-run record."""
+    per_split = {s.value: len(index.split(s)) for s in Split}
+    per_class = {c.value: sum(1 for s in index.samples if s.label == c) for c in SceneClass}
+    return {"layout": index.layout, "key": index.key, "per_split": per_split, "per_class": per_class}
+
+
+def dumps_index(index: DatasetIndex) -> str:
+    """A stable text form of an index (tests compare the two layouts with it)."""
+    rows = [[s.id, s.label.value, s.split.value, str(s.image_path.relative_to(index.root)),
+             str(s.audio_path.relative_to(index.root))] for s in index.samples]
+    return json.dumps(rows)
