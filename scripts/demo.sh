@@ -37,7 +37,8 @@ say "6. Status"
 "${A[@]}" status
 
 say "7. Export the balanced dataset (unattended: OSM labels stand in for reviews, marked so in metadata.csv)"
-"${A[@]}" export "$RUN/dataset" --include-unreviewed --min-per-class 3 --augment-below 6 --seed 7
+"${A[@]}" export "$RUN/dataset" --include-unreviewed --min-per-class 3 --augment-below 6 --seed 7 \
+    --audio-root "$RUN/corpus/recordings"
 "${A[@]}" verify "$RUN/dataset"
 
 say "8. Train the fusion classifier for two epochs on CPU and evaluate it"

@@ -1,6 +1,133 @@
-"""Placeholder: replaced by the issue that builds this command."""
+"""`annotator export OUT`: the balanced dataset in the ADVANCE layout (SPEC §8)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from annotator.cli.common import progress_bar, state, stderr, stdout
 
 
-def export_command() -> None:
-    """Not built yet."""
-    raise NotImplementedError
+def export_command(
+    ctx: typer.Context,
+    out: Path = typer.Argument(..., help="The dataset folder to create (must not exist unless --force)."),
+    min_per_class: int = typer.Option(10, "--min-per-class", min=0, help="Drop classes with fewer pairs."),
+    augment_below: int = typer.Option(
+        100, "--augment-below", min=0, help="Add 4 offset pairs per original to classes with fewer pairs."
+    ),
+    offset_m: float = typer.Option(
+        64.0, "--offset-m", metavar="M", help="Offset distance in metres (a quarter of a 256 m footprint)."
+    ),
+    sample_rate: int = typer.Option(22050, "--sample-rate", help="Sample rate of the exported WAVs (soxr)."),
+    seed: int = typer.Option(0, "--seed", help="Seeds the split and the offset clips' windows."),
+    include_unreviewed: bool = typer.Option(
+        False, "--include-unreviewed", help="Also export unreviewed pairs under their OSM label "
+        "(label_source=osm in metadata.csv)."
+    ),
+    imagery: str | None = typer.Option(
+        None, "--imagery", metavar="SOURCE", help="Imagery for offset images [default: each pair's import source]."
+    ),
+    force: bool = typer.Option(
+        False, "--force", help="Replace an existing export at OUT (only once the new one is complete)."
+    ),
+    audio_root: Path | None = typer.Option(
+        None, "--audio-root", help="Folder the import manifest's audio paths are relative to, to cut offset clips "
+        "from the whole recordings [default: looked for beside the store and media]."
+    ),
+    workers: int | None = typer.Option(
+        None, "--workers", min=1, help="Processes that resample and write clips [default: min(2, CPUs)]."
+    ),
+    verify: bool = typer.Option(False, "--verify", help="Re-hash the written dataset against its manifest."),
+) -> None:
+    """Export the reviewed pairs as a balanced ADVANCE-layout dataset (vision/, sound/, metadata.csv, manifest).
+
+    Classes under --min-per-class are dropped; classes under --augment-below get four offset pairs (N, E, S, W)
+    per original, recorded in the store and reused by later exports. Written to a temporary folder beside OUT
+    and renamed when complete; the same store and parameters give a byte-identical dataset.
+
+    Example: annotator export dataset/ --min-per-class 10 --augment-below 100 --seed 7
+    """
+    from dataset.export import ExportOptions, default_workers, export_dataset
+
+    app_state = state(ctx)
+    options = ExportOptions(
+        min_per_class=min_per_class,
+        augment_below=augment_below,
+        offset_m=offset_m,
+        sample_rate=sample_rate,
+        seed=seed,
+        include_unreviewed=include_unreviewed,
+        imagery=imagery,
+        force=force,
+        workers=workers or default_workers(),
+        audio_root=audio_root,
+    )
+    engine = app_state.engine()
+    if include_unreviewed:
+        stderr.print(
+            "Note: --include-unreviewed: pairs nobody reviewed are exported under their OSM label, standing in "
+            "for a human review (label_source=osm in metadata.csv).",
+            markup=False,
+        )
+    with progress_bar(app_state, "Selecting pairs", None) as bar:
+        task = bar.task_ids[0]
+
+        def progress(stage: str, n: int, total: int | None) -> None:
+            if total is not None:
+                bar.update(task, description=stage, total=total, completed=0)
+            bar.advance(task, n)
+
+        report = export_dataset(engine, app_state.location, out, options, progress=progress)
+    _print_summary(report, quiet=app_state.quiet)
+    if verify:
+        from dataset.layout import verify_dataset
+
+        result = verify_dataset(report.out)
+        if not result.ok:
+            for kind, relpath in result.problems():
+                stdout.print(f"{kind}: {relpath}", markup=False)
+            stderr.print(f"Error: verification of {report.out} failed.", markup=False)
+            raise typer.Exit(1)
+        stdout.print(f"Verified: {result.checked} files match the manifest.", markup=False)
+
+
+def _print_summary(report, *, quiet: bool) -> None:  # type: ignore[no-untyped-def]
+    from dataset.balance import OFFSET_NOTES, OFFSET_PROBLEMS
+    from dataset.selection import SKIP_REASONS
+
+    table = Table(title=f"Export to {report.out}")
+    for name, justify in (("class", "left"), ("original", "right"), ("offset", "right"), ("total", "right"),
+                          ("train", "right"), ("val", "right"), ("test", "right")):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for cls, total in report.per_class.items():
+        splits = report.per_class_split.get(cls, {})
+        table.add_row(cls, str(report.originals.get(cls, 0)), str(report.offsets.get(cls, 0)), str(total),
+                      *(str(splits.get(s, 0)) for s in ("train", "val", "test")))
+    table.add_row("all", str(sum(report.originals.values())), str(sum(report.offsets.values())),
+                  str(report.total), *(str(report.per_split.get(s, 0)) for s in ("train", "val", "test")))
+    stdout.print(table)
+    for cls, n in report.dropped.items():
+        stdout.print(f"Dropped {cls}: {n} pairs (fewer than --min-per-class).", markup=False)
+    for reason, n in sorted(report.skipped.items()):
+        stdout.print(f"Left out {n} pairs: {SKIP_REASONS.get(reason, reason)}.", markup=False)
+    offsets = report.offset_report
+    if offsets.created or offsets.reused:
+        stdout.print(f"Offset pairs: {offsets.created} made now, {offsets.reused} reused from the store.",
+                     markup=False)
+    for reason, n in sorted(offsets.problems.items()):
+        example = offsets.examples.get(reason)
+        stderr.print(f"Warning: {n} offset pairs not made: {OFFSET_PROBLEMS.get(reason, reason)}"
+                     + (f" (e.g. {example})." if example else "."), markup=False)
+    for reason, n in sorted(offsets.notes.items()):
+        stderr.print(f"Warning: {n} offset pairs: {OFFSET_NOTES.get(reason, reason)} (e.g. "
+                     f"{offsets.examples.get(reason)}).", markup=False)
+    for sample_id, why in report.failed[:10]:
+        stderr.print(f"Warning: sample {sample_id} left out, its media would not load: {why}", markup=False)
+    osm = report.label_sources.get("osm", 0)
+    if osm:
+        stdout.print(f"{osm} original pairs carry an OSM label instead of a human review (label_source=osm).",
+                     markup=False)
+    stdout.print(f"Wrote {report.total} pairs to {report.out} (export #{report.export_id}, manifest sha256 "
+                 f"{report.manifest_sha256[:12]}…).", markup=False)
