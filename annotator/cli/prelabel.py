@@ -78,7 +78,7 @@ def prelabel_command(
     if report.left_unlabelled:
         table.add_row("(left for the next run)", str(report.left_unlabelled))
     stdout.print(table)
-    summary = f"{report.pairs_todo} pair(s) to do"
+    summary = f"{report.pairs_todo} pair(s) without evidence looked up"
     if osm_file is None:
         summary += f", {report.clusters} cluster(s), {report.requests} request(s), {report.cache_hits} from the cache"
     stdout.print(summary)

@@ -9,12 +9,15 @@ different → reported (``changed_file`` / ``changed_metadata``), never overwrit
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 from sqlalchemy import Engine, delete, func, select
 from sqlalchemy.orm import Session
 
@@ -74,10 +77,22 @@ class ImportReport:
 
 @dataclass(frozen=True)
 class _Outcome:
-    kind: str  # "new", "unchanged", "too_short"
+    kind: str  # "new", "unchanged", "too_short", "duplicate"
     looped: bool = False
     with_image: bool = False
     detail: str = ""
+
+
+@dataclass
+class _Prepared:
+    """A new recording, decoded off the main thread: its row, header, clip window and image (if any)."""
+
+    recording: Recording
+    info: AudioInfo
+    clip: np.ndarray | None = None  # None: too short, no pair
+    start_s: float = 0.0
+    looped: bool = False
+    image: Image.Image | None = None
 
 
 class _RowImporter:
@@ -92,7 +107,12 @@ class _RowImporter:
         self.image_root = image_root
         self.seed = seed
 
-    def __call__(self, session: Session, row: ManifestRow) -> _Outcome:
+    def plan(self, session: Session, row: ManifestRow) -> _Outcome | Callable[[], _Prepared]:
+        """Cheap checks and the store lookup, on the main thread.
+
+        Returns the outcome when the row needs no decoding (a re-imported recording), else the heavy work
+        (probe, hash, decode, image) as a callable that touches no session and may run on a worker thread.
+        """
         if row.problem is not None and row.problem[0] != MISSING_FILE:
             raise BadManifestRow(*row.problem)
         if row.recording_id is None:
@@ -110,7 +130,12 @@ class _RowImporter:
         )
         if existing is not None:
             return self._compare(existing, audio_path, lat, lon)
+        return partial(self._prepare, row, audio_path, audio_rel, image_path, lat, lon)
 
+    def _prepare(
+        self, row: ManifestRow, audio_path: Path, audio_rel: str, image_path: Path | None, lat: float, lon: float
+    ) -> _Prepared:
+        """The heavy, session-free part of a new row: probe, hash, decode the clip window, normalise the image."""
         info = probe_audio(audio_path)
         sha256 = sha256_file(audio_path)
         recording = Recording(
@@ -131,12 +156,21 @@ class _RowImporter:
             manifest=self.manifest_name,
         )
         if info.duration_s < MIN_DURATION_S:
+            return _Prepared(recording, info)
+        image = normalise_image(image_path) if image_path is not None else None
+        key = f"{recording.source}:{recording.source_id}"
+        clip, start_s, looped = read_clip_source(audio_path, info, seed=self.seed, key=key)
+        return _Prepared(recording, info, clip, start_s, looped, image)
+
+    def store(self, session: Session, prepared: _Prepared) -> _Outcome:
+        """Add the prepared rows to the session and write their media files (main thread)."""
+        recording, info = prepared.recording, prepared.info
+        if prepared.clip is None:
             # A real recording, kept so status can count it, but it gets no pair.
             recording.status, recording.reject_reason = STATUS_REJECTED, TOO_SHORT
             session.add(recording)
             return _Outcome("too_short", detail=f"{info.duration_s:.3f} s is shorter than {MIN_DURATION_S} s")
-        image = normalise_image(image_path) if image_path is not None else None
-        return self._add_pair(session, recording, audio_path, info, image)
+        return self._add_pair(session, prepared)
 
     def _compare(self, existing: Recording, audio_path: Path, lat: float, lon: float) -> _Outcome:
         if abs(existing.lat - lat) > _SAME_PLACE_DEG or abs(existing.lon - lon) > _SAME_PLACE_DEG:
@@ -157,19 +191,16 @@ class _RowImporter:
             )
         return _Outcome("unchanged", detail=existing.status)
 
-    def _add_pair(
-        self, session: Session, recording: Recording, audio_path: Path, info: AudioInfo, image: Image.Image | None
-    ) -> _Outcome:
-        key = f"{recording.source}:{recording.source_id}"
-        clip, start_s, looped = read_clip_source(audio_path, info, seed=self.seed, key=key)
+    def _add_pair(self, session: Session, prepared: _Prepared) -> _Outcome:
+        recording, info, image = prepared.recording, prepared.info, prepared.image
         recording.status = STATUS_ACCEPTED
-        recording.looped = looped
+        recording.looped = prepared.looped
         pair = Pair(
             recording=recording,
             origin=ORIGIN_ORIGINAL,
             lat=recording.lat,
             lon=recording.lon,
-            clip_start_s=start_s,
+            clip_start_s=prepared.start_s,
             clip_seed=self.seed,
             clip_sample_rate=info.sample_rate,
             image_status=IMAGE_NEEDED,
@@ -178,12 +209,12 @@ class _RowImporter:
         session.add(pair)
         session.flush()  # the pair id names its files
         pair.clip_path = f"{CLIPS_DIR}/{pair.id}.wav"
-        write_wav_pcm16(self.location.media_dir / pair.clip_path, clip, info.sample_rate)
+        write_wav_pcm16(self.location.media_dir / pair.clip_path, prepared.clip, info.sample_rate)
         if image is not None:
             pair.image_path = f"{IMAGES_DIR}/{pair.id}.jpg"
             save_jpeg(image, self.location.media_dir / pair.image_path)
             pair.image_status, pair.image_source = IMAGE_PRESENT, IMAGE_SOURCE_MANIFEST
-        return _Outcome("new", looped=looped, with_image=image is not None)
+        return _Outcome("new", looped=prepared.looped, with_image=image is not None)
 
 
 def import_manifest(
@@ -196,6 +227,7 @@ def import_manifest(
     image_root: Path | None = None,
     seed: int = 0,
     batch_size: int = BATCH_SIZE,
+    workers: int = 2,
     on_start: Callable[[int | None], None] | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> ImportReport:
@@ -210,6 +242,7 @@ def import_manifest(
         image_root: Folder relative image paths resolve against (default: the manifest's folder).
         seed: Seeds every clip window together with the recording id.
         batch_size: Rows per transaction.
+        workers: Threads that probe, hash and decode new recordings ahead of the main thread.
         on_start: Called once with the (approximate) number of rows, before the first row.
         progress: Called with 1 after each row.
 
@@ -264,25 +297,17 @@ def import_manifest(
             session.commit()
             session.expunge_all()
 
-        for row in manifest.rows():
-            report.rows += 1
-            if row.recording_id is not None and row.problem is None:
-                fingerprint = row.fingerprint()
-                first = seen.get(row.recording_id)
-                if first is not None:
-                    if first[0] == fingerprint:
-                        report.duplicates_skipped += 1
-                    else:
-                        reject(row, DUPLICATE_ID, f"{row.recording_id} is already on line {first[1]} with other data")
-                    _tick(progress)
-                    continue
-                seen[row.recording_id] = (fingerprint, row.line)
+        def finish(row: ManifestRow, work: Future[_Prepared] | _Outcome | BadManifestRow) -> None:
             try:
-                outcome = import_row(session, row)
+                if isinstance(work, BadManifestRow):
+                    raise work
+                outcome = work if isinstance(work, _Outcome) else import_row.store(session, work.result())
             except BadManifestRow as exc:
                 reject(row, exc.reason, exc.detail)
             else:
-                if outcome.kind == "too_short":
+                if outcome.kind == "duplicate":  # an identical repeated row: counted when it was met
+                    pass
+                elif outcome.kind == "too_short":
                     reject(row, TOO_SHORT, outcome.detail)
                 elif outcome.kind == "unchanged":
                     report.unchanged += 1
@@ -294,9 +319,46 @@ def import_manifest(
                     report.with_image += outcome.with_image
                     if row.line in earlier_lines:
                         cleared_lines.append(row.line)
+            report.rows += 1
             if report.rows % batch_size == 0:
                 commit()
             _tick(progress)
+
+        # Rows are finished strictly in manifest order; only decoding runs ahead, on `workers` threads
+        # (libsndfile, hashlib and Pillow release the GIL), at most `window` rows ahead of the main thread.
+        window = max(1, 2 * workers)
+        pending: deque[tuple[ManifestRow, Future[_Prepared] | _Outcome | BadManifestRow]] = deque()
+        with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="import") as pool:
+            try:
+                for row in manifest.rows():
+                    if row.recording_id is not None and row.problem is None:
+                        fingerprint = row.fingerprint()
+                        first = seen.get(row.recording_id)
+                        if first is not None:
+                            if first[0] == fingerprint:
+                                report.duplicates_skipped += 1
+                                work: Future[_Prepared] | _Outcome | BadManifestRow = _Outcome("duplicate")
+                            else:
+                                work = BadManifestRow(
+                                    DUPLICATE_ID, f"{row.recording_id} is already on line {first[1]} with other data"
+                                )
+                            pending.append((row, work))
+                            continue
+                        seen[row.recording_id] = (fingerprint, row.line)
+                    try:
+                        planned = import_row.plan(session, row)
+                        work = planned if isinstance(planned, _Outcome) else pool.submit(planned)
+                    except BadManifestRow as exc:
+                        work = exc
+                    pending.append((row, work))
+                    while len(pending) > window:
+                        finish(*pending.popleft())
+                while pending:
+                    finish(*pending.popleft())
+            finally:
+                for _, work in pending:  # interrupted: do not decode what will never be stored
+                    if isinstance(work, Future):
+                        work.cancel()
         commit()
         report.needs_imagery = count_pairs_needing_imagery(session)
     return report

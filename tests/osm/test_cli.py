@@ -25,13 +25,13 @@ def test_help_has_an_example(cli) -> None:  # type: ignore[no-untyped-def]
 def test_prelabel_from_extract(cli, engine: Engine) -> None:  # type: ignore[no-untyped-def]
     ids = add_pairs(engine, POINTS)
     result = cli("prelabel", "--osm-file", str(KOTKA_PBF))
-    assert "4 pair(s) to do" in result.stdout
+    assert "4 pair(s) without evidence looked up" in result.stdout
     assert "farmland" in result.stdout and "sports land" in result.stdout and "no class" in result.stdout
     evidence = _evidence(engine)
     assert [evidence[i].label for i in ids] == ["farmland", "forest", "sports land", None]
     assert evidence[ids[0]].source == "kotka-2019.osm.pbf" and evidence[ids[0]].source_date is not None
     rerun = cli("prelabel", "--osm-file", str(KOTKA_PBF))
-    assert "0 pair(s) to do" in rerun.stdout
+    assert "0 pair(s) without evidence looked up" in rerun.stdout
     assert len(_evidence(engine)) == len(ids)
 
 
