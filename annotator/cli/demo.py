@@ -12,7 +12,7 @@ from annotator.cli.common import state, stdout
 
 def demo_command(
     ctx: typer.Context,
-    out: Path = typer.Argument(..., help="Folder to write the corpus into (created if needed)."),
+    out: Path = typer.Argument(..., metavar="OUT", help="Folder to write the corpus into (created if needed)."),
 ) -> None:
     """Generate a small offline corpus: recordings + manifest, a local XYZ tile pyramid and an OSM extract.
 

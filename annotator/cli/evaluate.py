@@ -19,23 +19,33 @@ def metrics_table(metrics: dict[str, Any], title: str):  # type: ignore[no-untyp
     summary.add_column("metric")
     summary.add_column("value", justify="right")
     summary.add_row("samples", str(metrics["samples"]))
-    for key in ("accuracy", "weighted_precision", "weighted_recall", "weighted_f1", "macro_precision",
-                "macro_recall", "macro_f1"):
+    for key in (
+        "accuracy",
+        "weighted_precision",
+        "weighted_recall",
+        "weighted_f1",
+        "macro_precision",
+        "macro_recall",
+        "macro_f1",
+    ):
         summary.add_row(key.replace("_", " "), f"{metrics[key]:.4f}")
     per_class = Table(title="Per class")
     for column in ("class", "precision", "recall", "F1", "support"):
         per_class.add_column(column, justify="left" if column == "class" else "right")
     for name, row in metrics["per_class"].items():
         if row["support"] or row["precision"]:
-            per_class.add_row(name, f"{row['precision']:.3f}", f"{row['recall']:.3f}", f"{row['f1']:.3f}",
-                              str(row["support"]))
+            per_class.add_row(
+                name, f"{row['precision']:.3f}", f"{row['recall']:.3f}", f"{row['f1']:.3f}", str(row["support"])
+            )
     return summary, per_class
 
 
 def evaluate_command(
     ctx: typer.Context,
-    checkpoint: Path = typer.Argument(..., help="checkpoint.pt written by `annotator train`."),
-    dataset: Path = typer.Argument(..., help="An export folder or the ADVANCE release (vision/, sound/)."),
+    checkpoint: Path = typer.Argument(..., metavar="CHECKPOINT", help="checkpoint.pt written by `annotator train`."),
+    dataset: Path = typer.Argument(
+        ..., metavar="DATASET", help="An export folder or the ADVANCE release (vision/, sound/)."
+    ),
     split: str = typer.Option("test", "--split", help="Which split to score: train, val or test."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object with all metrics instead of tables."),
     device: str = typer.Option("auto", "--device", help="auto (CUDA when present), cuda or cpu."),

@@ -12,7 +12,9 @@ from annotator.cli.common import progress_bar, state, stderr, stdout
 
 def export_command(
     ctx: typer.Context,
-    out: Path = typer.Argument(..., help="The dataset folder to create (must not exist unless --force)."),
+    out: Path = typer.Argument(
+        ..., metavar="OUT", help="The dataset folder to create (must not exist unless --force)."
+    ),
     min_per_class: int = typer.Option(10, "--min-per-class", min=0, help="Drop classes with fewer pairs."),
     augment_below: int = typer.Option(
         100, "--augment-below", min=0, help="Add 4 offset pairs per original to classes with fewer pairs."
@@ -23,8 +25,9 @@ def export_command(
     sample_rate: int = typer.Option(22050, "--sample-rate", help="Sample rate of the exported WAVs (soxr)."),
     seed: int = typer.Option(0, "--seed", help="Seeds the split and the offset clips' windows."),
     include_unreviewed: bool = typer.Option(
-        False, "--include-unreviewed", help="Also export unreviewed pairs under their OSM label "
-        "(label_source=osm in metadata.csv)."
+        False,
+        "--include-unreviewed",
+        help="Also export unreviewed pairs under their OSM label (label_source=osm in metadata.csv).",
     ),
     imagery: str | None = typer.Option(
         None, "--imagery", metavar="SOURCE", help="Imagery for offset images [default: each pair's import source]."
@@ -33,8 +36,10 @@ def export_command(
         False, "--force", help="Replace an existing export at OUT (only once the new one is complete)."
     ),
     audio_root: Path | None = typer.Option(
-        None, "--audio-root", help="Folder the import manifest's audio paths are relative to, to cut offset clips "
-        "from the whole recordings [default: looked for beside the store and media]."
+        None,
+        "--audio-root",
+        help="Folder the import manifest's audio paths are relative to, to cut offset clips "
+        "from the whole recordings [default: looked for beside the store and media].",
     ),
     workers: int | None = typer.Option(
         None, "--workers", min=1, help="Processes that resample and write clips [default: min(2, CPUs)]."
@@ -98,15 +103,32 @@ def _print_summary(report, *, quiet: bool) -> None:  # type: ignore[no-untyped-d
     from dataset.selection import SKIP_REASONS
 
     table = Table(title=f"Export to {report.out}")
-    for name, justify in (("class", "left"), ("original", "right"), ("offset", "right"), ("total", "right"),
-                          ("train", "right"), ("val", "right"), ("test", "right")):
+    for name, justify in (
+        ("class", "left"),
+        ("original", "right"),
+        ("offset", "right"),
+        ("total", "right"),
+        ("train", "right"),
+        ("val", "right"),
+        ("test", "right"),
+    ):
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     for cls, total in report.per_class.items():
         splits = report.per_class_split.get(cls, {})
-        table.add_row(cls, str(report.originals.get(cls, 0)), str(report.offsets.get(cls, 0)), str(total),
-                      *(str(splits.get(s, 0)) for s in ("train", "val", "test")))
-    table.add_row("all", str(sum(report.originals.values())), str(sum(report.offsets.values())),
-                  str(report.total), *(str(report.per_split.get(s, 0)) for s in ("train", "val", "test")))
+        table.add_row(
+            cls,
+            str(report.originals.get(cls, 0)),
+            str(report.offsets.get(cls, 0)),
+            str(total),
+            *(str(splits.get(s, 0)) for s in ("train", "val", "test")),
+        )
+    table.add_row(
+        "all",
+        str(sum(report.originals.values())),
+        str(sum(report.offsets.values())),
+        str(report.total),
+        *(str(report.per_split.get(s, 0)) for s in ("train", "val", "test")),
+    )
     stdout.print(table)
     for cls, n in report.dropped.items():
         stdout.print(f"Dropped {cls}: {n} pairs (fewer than --min-per-class).", markup=False)
@@ -114,20 +136,28 @@ def _print_summary(report, *, quiet: bool) -> None:  # type: ignore[no-untyped-d
         stdout.print(f"Left out {n} pairs: {SKIP_REASONS.get(reason, reason)}.", markup=False)
     offsets = report.offset_report
     if offsets.created or offsets.reused:
-        stdout.print(f"Offset pairs: {offsets.created} made now, {offsets.reused} reused from the store.",
-                     markup=False)
+        stdout.print(f"Offset pairs: {offsets.created} made now, {offsets.reused} reused from the store.", markup=False)
     for reason, n in sorted(offsets.problems.items()):
         example = offsets.examples.get(reason)
-        stderr.print(f"Warning: {n} offset pairs not made: {OFFSET_PROBLEMS.get(reason, reason)}"
-                     + (f" (e.g. {example})." if example else "."), markup=False)
+        stderr.print(
+            f"Warning: {n} offset pairs not made: {OFFSET_PROBLEMS.get(reason, reason)}"
+            + (f" (e.g. {example})." if example else "."),
+            markup=False,
+        )
     for reason, n in sorted(offsets.notes.items()):
-        stderr.print(f"Warning: {n} offset pairs: {OFFSET_NOTES.get(reason, reason)} (e.g. "
-                     f"{offsets.examples.get(reason)}).", markup=False)
+        stderr.print(
+            f"Warning: {n} offset pairs: {OFFSET_NOTES.get(reason, reason)} (e.g. {offsets.examples.get(reason)}).",
+            markup=False,
+        )
     for sample_id, why in report.failed[:10]:
         stderr.print(f"Warning: sample {sample_id} left out, its media would not load: {why}", markup=False)
     osm = report.label_sources.get("osm", 0)
     if osm:
-        stdout.print(f"{osm} original pairs carry an OSM label instead of a human review (label_source=osm).",
-                     markup=False)
-    stdout.print(f"Wrote {report.total} pairs to {report.out} (export #{report.export_id}, manifest sha256 "
-                 f"{report.manifest_sha256[:12]}…).", markup=False)
+        stdout.print(
+            f"{osm} original pairs carry an OSM label instead of a human review (label_source=osm).", markup=False
+        )
+    stdout.print(
+        f"Wrote {report.total} pairs to {report.out} (export #{report.export_id}, manifest sha256 "
+        f"{report.manifest_sha256[:12]}…).",
+        markup=False,
+    )

@@ -66,8 +66,8 @@ def fill_command(
 
 @app.command("crop")
 def crop_command(
-    lat: float = typer.Argument(..., help="Latitude, degrees."),
-    lon: float = typer.Argument(..., help="Longitude, degrees."),
+    lat: float = typer.Argument(..., metavar="LAT", help="Latitude, degrees."),
+    lon: float = typer.Argument(..., metavar="LON", help="Longitude, degrees."),
     imagery: str = typer.Option(..., "--imagery", help=SOURCE_HELP, envvar="ANNOTATOR_IMAGERY", show_envvar=True),
     out: Path = typer.Option(..., "--out", help="Where to write the JPEG."),
     resolution_m: float = typer.Option(0.5, "--resolution-m", min=0.01, help="Ground resolution, metres/pixel."),

@@ -13,24 +13,34 @@ from annotator.cli.common import advance, progress_bar, state, stderr, stdout
 def import_command(
     ctx: typer.Context,
     manifest: Path = typer.Argument(
-        ..., help="CSV or JSON Lines (recording_id, lat, lon, audio[, image, license, author, source_url]) "
-        "or a Freesound search-results JSON (results[] with id, geotag, license, username, url)."
+        ...,
+        metavar="MANIFEST",
+        help="CSV or JSON Lines (recording_id, lat, lon, audio[, image, license, author, source_url]) "
+        "or a Freesound search-results JSON (results[] with id, geotag, license, username, url).",
     ),
     audio_root: Path | None = typer.Option(
-        None, "--audio-root", help="Folder relative audio paths resolve against (and where Freesound files are "
-        "found as <id>.* or <id>_*.*) [default: the manifest's folder]. Paths outside it are rejected."
+        None,
+        "--audio-root",
+        help="Folder relative audio paths resolve against (and where Freesound files are "
+        "found as <id>.* or <id>_*.*) [default: the manifest's folder]. Paths outside it are rejected.",
     ),
     image_root: Path | None = typer.Option(
         None, "--image-root", help="Folder relative image paths resolve against [default: the manifest's folder]."
     ),
     imagery: str | None = typer.Option(
-        None, "--imagery", metavar="SOURCE", help="After importing, cut an image for every pair without one from "
-        "this source: a tile folder or {z}/{x}/{y} template, an .mbtiles file or an http(s) URL template."
+        None,
+        "--imagery",
+        metavar="SOURCE",
+        help="After importing, cut an image for every pair without one from "
+        "this source: a tile folder or {z}/{x}/{y} template, an .mbtiles file or an http(s) URL template.",
     ),
     seed: int = typer.Option(0, "--seed", help="Seeds the random 10 s clip window of each recording."),
     rejects: Path | None = typer.Option(
-        None, "--rejects", metavar="FILE", help="CSV of rows that were not imported (line, recording_id, reason, "
-        "detail) [default: <db stem>.rejects.csv beside the database, e.g. annotator.rejects.csv]."
+        None,
+        "--rejects",
+        metavar="FILE",
+        help="CSV of rows that were not imported (line, recording_id, reason, "
+        "detail) [default: <db stem>.rejects.csv beside the database, e.g. annotator.rejects.csv].",
     ),
     batch_size: int = typer.Option(200, "--batch-size", min=1, help="Rows per committed transaction."),
 ) -> None:

@@ -14,14 +14,23 @@ from rich.table import Table
 
 from annotator.cli.common import advance, progress_bar, state, stdout
 
-app = typer.Typer(help="Label Studio round trip: push pairs for review, pull the verdicts back.",
-                  no_args_is_help=True)
+app = typer.Typer(help="Label Studio round trip: push pairs for review, pull the verdicts back.", no_args_is_help=True)
 
-URL_OPTION = typer.Option(None, "--ls-url", envvar="LABEL_STUDIO_URL", show_envvar=True,
-                          help="Label Studio base URL, e.g. http://127.0.0.1:8080.")
-KEY_OPTION = typer.Option(None, "--ls-api-key", envvar="LABEL_STUDIO_API_KEY", show_envvar=True,
-                          show_default=False,
-                          help="Label Studio API key: a legacy token or a personal access token (never printed).")
+URL_OPTION = typer.Option(
+    None,
+    "--ls-url",
+    envvar="LABEL_STUDIO_URL",
+    show_envvar=True,
+    help="Label Studio base URL, e.g. http://127.0.0.1:8080.",
+)
+KEY_OPTION = typer.Option(
+    None,
+    "--ls-api-key",
+    envvar="LABEL_STUDIO_API_KEY",
+    show_envvar=True,
+    show_default=False,
+    help="Label Studio API key: a legacy token or a personal access token (never printed).",
+)
 
 
 def _table(title: str, rows: list[tuple[str, object]]) -> Table:
@@ -60,7 +69,12 @@ def push_command(
     files_root = os.environ.get("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT") or None
     with progress_bar(app_state, "Pushing tasks", None) as progress:
         report = push_pairs(
-            engine, app_state.location, conn, title=project, media_base_url=media_base_url, batch_size=batch_size,
+            engine,
+            app_state.location,
+            conn,
+            title=project,
+            media_base_url=media_base_url,
+            batch_size=batch_size,
             files_root=Path(files_root) if files_root else None,
             on_batch=lambda n: advance(progress, n),
             on_total=lambda n: progress.update(progress.task_ids[0], total=n),
@@ -101,8 +115,10 @@ def pull_command(
     with progress_bar(app_state, "Pulling tasks", None) as progress:
         report = pull_reviews(engine, conn, full=full, on_page=lambda n: advance(progress, n))
     if report.projects == 0:
-        stdout.print(f"Nothing to pull: the store has pushed nothing to {report.url} yet (run `annotator ls push`).",
-                     markup=False)
+        stdout.print(
+            f"Nothing to pull: the store has pushed nothing to {report.url} yet (run `annotator ls push`).",
+            markup=False,
+        )
         return
     rows: list[tuple[str, object]] = [
         ("Label Studio", report.url),

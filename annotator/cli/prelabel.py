@@ -61,7 +61,11 @@ def prelabel_command(
         source = OverpassSource(OverpassClient(options))
     with progress_bar(app_state, "Pre-labelling", None) as bar:
         report = prelabel_pairs(
-            engine, source, options=DecisionOptions(radius_m=radius_m), cell_km=cell_km, force=force,
+            engine,
+            source,
+            options=DecisionOptions(radius_m=radius_m),
+            cell_km=cell_km,
+            force=force,
             progress=lambda n: advance(bar, n),
         )
     engine.dispose()

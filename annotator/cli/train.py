@@ -12,7 +12,9 @@ from annotator.cli.common import AppState, progress_bar, state, stderr, stdout
 
 def train_command(
     ctx: typer.Context,
-    dataset: Path = typer.Argument(..., help="An export folder or the ADVANCE release (vision/, sound/)."),
+    dataset: Path = typer.Argument(
+        ..., metavar="DATASET", help="An export folder or the ADVANCE release (vision/, sound/)."
+    ),
     out: Path = typer.Option(..., "--out", help="RUN_DIR for checkpoint.pt, metrics.json, confusion.png, curves.png."),
     modality: str = typer.Option("both", "--modality", help="both (fusion), image or audio."),
     epochs: int = typer.Option(10, "--epochs", min=1, help="Maximum number of epochs."),
@@ -53,9 +55,21 @@ def train_command(
 
     app_state = state(ctx)
     config = TrainConfig(
-        modality=modality, image_arch=image_arch, image_size=image_size, audio_width=audio_width, epochs=epochs,
-        batch_size=batch_size, lr=lr, patience=patience, seed=seed, split_seed=split_seed, device=device,
-        workers=workers, use_cache=not no_cache, bf16=not no_bf16, limit=limit,
+        modality=modality,
+        image_arch=image_arch,
+        image_size=image_size,
+        audio_width=audio_width,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        patience=patience,
+        seed=seed,
+        split_seed=split_seed,
+        device=device,
+        workers=workers,
+        use_cache=not no_cache,
+        bf16=not no_bf16,
+        limit=limit,
         image_weights=str(image_weights) if image_weights else None,
         audio_weights=str(audio_weights) if audio_weights else None,
     )
@@ -97,12 +111,20 @@ def _record_run(app_state: AppState, dataset: Path, result: Any, params: dict[st
             sha = hashlib.sha256(manifest.read_bytes()).hexdigest()
         test = {k: v for k, v in result.test_metrics.items() if k not in ("per_class", "classes")}
         with session_scope(engine) as session:
-            session.add(TrainingRun(
-                dataset_path=str(dataset.resolve()), dataset_manifest_sha256=sha, run_dir=str(result.run_dir.resolve()),
-                params=params, metrics={"test": test, "best_epoch": result.best_epoch,
-                                        "val_weighted_f1": result.val_metrics.get("weighted_f1")},
-                checkpoint_path=str(result.checkpoint_path.resolve()),
-            ))
+            session.add(
+                TrainingRun(
+                    dataset_path=str(dataset.resolve()),
+                    dataset_manifest_sha256=sha,
+                    run_dir=str(result.run_dir.resolve()),
+                    params=params,
+                    metrics={
+                        "test": test,
+                        "best_epoch": result.best_epoch,
+                        "val_weighted_f1": result.val_metrics.get("weighted_f1"),
+                    },
+                    checkpoint_path=str(result.checkpoint_path.resolve()),
+                )
+            )
     finally:
         engine.dispose()
     return True

@@ -11,7 +11,7 @@ from annotator.cli.common import advance, progress_bar, state, stderr, stdout
 
 def verify_command(
     ctx: typer.Context,
-    dataset: Path = typer.Argument(..., help="An export folder (holding manifest.json)."),
+    dataset: Path = typer.Argument(..., metavar="DATASET", help="An export folder (holding manifest.json)."),
 ) -> None:
     """Check every file of an export against the sha256 in its manifest; name each missing or changed file.
 
