@@ -15,19 +15,13 @@ def metrics_table(metrics: dict[str, Any], title: str):  # type: ignore[no-untyp
     """Rich tables: the summary scores, then precision/recall/F1/support per class."""
     from rich.table import Table
 
+    from model.metrics import SUMMARY_KEYS
+
     summary = Table(title=title)
     summary.add_column("metric")
     summary.add_column("value", justify="right")
     summary.add_row("samples", str(metrics["samples"]))
-    for key in (
-        "accuracy",
-        "weighted_precision",
-        "weighted_recall",
-        "weighted_f1",
-        "macro_precision",
-        "macro_recall",
-        "macro_f1",
-    ):
+    for key in SUMMARY_KEYS:
         summary.add_row(key.replace("_", " "), f"{metrics[key]:.4f}")
     per_class = Table(title="Per class")
     for column in ("class", "precision", "recall", "F1", "support"):
