@@ -49,7 +49,8 @@ def statistics_png(originals: Mapping[SceneClass, int], offsets: Mapping[SceneCl
     ax.bar(x, base, width=0.42, color=BAR_BLUE, label="original", zorder=2)
     if extra.any():
         ax.bar(x, extra, bottom=base, width=0.42, color=BAR_LIGHT, edgecolor=BAR_BLUE, label="offset", zorder=2)
-        ax.legend(frameon=False, loc="upper left")
+        # Above the axes, so it never hides a bar or its count.
+        ax.legend(frameon=False, loc="lower right", bbox_to_anchor=(1.0, 1.0), ncols=2)
     totals = base + extra
     top = max(int(totals.max()) if len(totals) else 1, 1)
     for xi, total in zip(x, totals, strict=True):
