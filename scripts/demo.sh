@@ -6,6 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 RUN=${1:-demo-run}
+if [ -d "$RUN/label-studio" ]; then  # a server left running by an earlier demo in this folder
+  .venv/bin/python -m annotator.labelstudio.server stop --data-dir "$RUN/label-studio" >/dev/null 2>&1 || true
+fi
 rm -rf "$RUN"
 mkdir -p "$RUN"
 RUN=$(cd "$RUN" && pwd)
