@@ -1,3 +1,8 @@
 """annotator: build and train on an ADVANCE-style audiovisual aerial-scene dataset."""
 
-__version__ = "0.1.0"
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("annotator")  # one source of truth: pyproject.toml
+except PackageNotFoundError:  # imported from a source tree that was never installed
+    __version__ = "0+unknown"

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
+from annotator.vocabulary import ImageryFailure
+
 
 class AnnotatorError(Exception):
     """Base class: an expected failure with a message meant for the user."""
@@ -41,13 +45,24 @@ class BadImage(BadManifestRow):
 
 
 class ImageryError(AnnotatorError):
-    """An imagery source cannot give an image for a point (missing tiles, bad source, out of range)."""
+    """An imagery source cannot give an image for a point (missing tiles, bad source, out of range).
+
+    Attributes:
+        reason: Why, set where the error is raised; a failed pair stores it before the message.
+    """
+
+    default_reason: ClassVar[ImageryFailure] = ImageryFailure.IMAGERY_ERROR
+
+    def __init__(self, message: str, *, reason: ImageryFailure | None = None) -> None:
+        super().__init__(message)
+        self.reason: ImageryFailure = self.default_reason if reason is None else reason
 
 
 class ImagerySourceError(ImageryError):
     """The imagery SOURCE string or file itself is unusable."""
 
     exit_code = 2
+    default_reason = ImageryFailure.SOURCE_UNUSABLE
 
 
 class OverpassRefused(AnnotatorError):

@@ -9,10 +9,10 @@ Rules, per pair:
   a tie at the top → no final label and ``conflict``. ``unusable`` is a verdict like any class.
 
 Adjudication (design): a pair in conflict is pushed by the next ``annotator ls push`` into a second Label Studio
-project, ``"<title> – adjudication"`` (``ls_projects.purpose = "adjudication"``), whose task shows the OSM
-evidence and the conflicting verdicts as a note, without a pre-selected answer. ``ls pull`` pulls that project
-too; the adjudicator's verdict is **one more vote**, so with two annotators split A/B an adjudicator choosing A
-makes A the majority. A pair is pushed for adjudication once; if the tie persists (the adjudicator picked a third
+project, ``"<title> – adjudication"`` (purpose ``ProjectPurpose.ADJUDICATION``), whose task shows the OSM evidence
+and the conflicting verdicts as a note, without a pre-selected answer. ``ls pull`` pulls that project too; the
+adjudicator's verdict is **one more vote**, so with two annotators split A/B an adjudicator choosing A makes A the
+majority. A pair is pushed for adjudication once; if the tie persists (the adjudicator picked a third
 answer) it stays a conflict in ``status`` and the adjudicator updates their annotation.
 """
 
@@ -28,7 +28,7 @@ from annotator.store.models import Pair, Review, utcnow
 from annotator.vocabulary import FinalReason, Verdict
 
 #: Reasons this module owns; a pair with another reason (``osm_only``) and no reviews keeps it.
-_REVIEW_REASONS = {FinalReason.SINGLE_REVIEW.value, FinalReason.MAJORITY.value, FinalReason.CONFLICT.value}
+_REVIEW_REASONS = frozenset({FinalReason.SINGLE_REVIEW, FinalReason.MAJORITY, FinalReason.CONFLICT})
 
 
 def resolve_final_label(verdicts: list[str]) -> tuple[str | None, FinalReason | None]:
@@ -39,7 +39,7 @@ def resolve_final_label(verdicts: list[str]) -> tuple[str | None, FinalReason | 
     >>> resolve_final_label(["forest", "lake"])
     (None, <FinalReason.CONFLICT: 'conflict'>)
     """
-    votes = [v for v in verdicts if v != Verdict.SKIPPED.value]
+    votes = [v for v in verdicts if v != Verdict.SKIPPED]
     if not votes:
         return None, None
     if len(votes) == 1:
@@ -93,8 +93,7 @@ def refresh_final_labels(session: Session, pair_ids: Iterable[int]) -> int:
             label, reason = resolve_final_label([r.verdict for r in votes.get(pair.id, [])])
             if reason is None and pair.final_reason not in _REVIEW_REASONS:
                 continue  # nothing reviewed: leave an OSM-only (or empty) final label alone
-            new_reason = reason.value if reason else None
-            if (pair.final_label, pair.final_reason) != (label, new_reason):
-                pair.final_label, pair.final_reason, pair.final_updated_at = label, new_reason, utcnow()
+            if (pair.final_label, pair.final_reason) != (label, reason):
+                pair.final_label, pair.final_reason, pair.final_updated_at = label, reason, utcnow()
                 changed += 1
     return changed

@@ -27,7 +27,7 @@ class SceneClass(StrEnum):
     TRAIN_STATION = "train station"
 
     @property
-    def index(self) -> int:
+    def index(self) -> int:  # type: ignore[override]  # the class's position, not str.index: never a substring
         """Position of the class in the fixed order (0–12), the model's output index."""
         return CLASS_ORDER.index(self)
 
@@ -80,3 +80,118 @@ class FinalReason(StrEnum):
     MAJORITY = "majority"
     CONFLICT = "conflict"
     OSM_ONLY = "osm_only"
+
+
+# ------------------------------------------------------------------------------------------ lifecycle values
+# Every lifecycle column of the store takes its values from one of these enums. The values are exactly the
+# strings earlier versions stored, so no data migration is needed (tests/store/test_vocabulary_compat.py).
+
+
+class RecordingSource(StrEnum):
+    """Where a recording's metadata came from (``recordings.source``)."""
+
+    MANIFEST = "manifest"
+    FREESOUND = "freesound"
+
+
+class RecordingStatus(StrEnum):
+    """Whether a recording was imported (``recordings.status``)."""
+
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+
+
+class RejectReason(StrEnum):
+    """Why a manifest row or recording was not imported (``import_rejects.reason``, ``recordings.reject_reason``)."""
+
+    MISSING_ID = "missing_id"
+    MISSING_FILE = "missing_file"
+    EMPTY_FILE = "empty_file"
+    CORRUPT_AUDIO = "corrupt_audio"
+    NOT_AUDIO = "not_audio"
+    TOO_SHORT = "too_short"
+    MISSING_COORDINATES = "missing_coordinates"
+    BAD_COORDINATES = "bad_coordinates"
+    COORDINATES_OUT_OF_RANGE = "coordinates_out_of_range"
+    PATH_ESCAPES_ROOT = "path_escapes_root"
+    DUPLICATE_ID = "duplicate_id"
+    CHANGED_FILE = "changed_file"
+    CHANGED_METADATA = "changed_metadata"
+    MISSING_IMAGE = "missing_image"
+    BAD_IMAGE = "bad_image"
+    BAD_ROW = "bad_row"
+
+
+class PairOrigin(StrEnum):
+    """How a pair came to be (``pairs.origin``): imported, or an offset copy made by export balancing."""
+
+    ORIGINAL = "original"
+    OFFSET = "offset"
+
+
+class OffsetDirection(StrEnum):
+    """Direction of an offset pair from its parent (``pairs.direction``), in the order of its index k (1–4)."""
+
+    N = "N"
+    E = "E"
+    S = "S"
+    W = "W"
+
+    @property
+    def index(self) -> int:  # type: ignore[override]  # the offset's k, not str.index: never a substring
+        """k of the export id ``<recording>_<k>``: N=1, E=2, S=3, W=4."""
+        return tuple(OffsetDirection).index(self) + 1
+
+
+class ImageStatus(StrEnum):
+    """Whether a pair has its aerial image (``pairs.image_status``)."""
+
+    PRESENT = "present"
+    NEEDS_IMAGERY = "needs_imagery"
+    FAILED = "failed"
+
+
+#: ``pairs.image_source`` of an image that came with the manifest (otherwise it holds the imagery SOURCE string).
+IMAGE_SOURCE_MANIFEST = "manifest"
+
+
+class ImageryFailure(StrEnum):
+    """Why an imagery source could not give an image for a point; the prefix of ``pairs.image_error``."""
+
+    OUT_OF_RANGE = "out_of_range"
+    TILE_MISSING = "tile_missing"
+    FETCH_FAILED = "fetch_failed"
+    BAD_TILE = "bad_tile"
+    SOURCE_UNUSABLE = "source_unusable"
+    IMAGERY_ERROR = "imagery_error"
+
+
+class LabelSource(StrEnum):
+    """Who decided the label a pair is exported with (``label_source`` in metadata.csv)."""
+
+    HUMAN = "human"
+    OSM = "osm"
+
+
+class ReviewOutcome(StrEnum):
+    """A review compared with the prediction it was made against (``reviews.outcome``)."""
+
+    ACCEPTED = "accepted"
+    CORRECTED = "corrected"
+    LABELLED = "labelled"  # no prediction to compare with
+    UNUSABLE = "unusable"
+    SKIPPED = "skipped"
+
+
+class PullMode(StrEnum):
+    """How ``ls pull`` walked the tasks (``ls_pulls.mode``)."""
+
+    INCREMENTAL = "incremental"
+    FULL = "full"
+
+
+class ProjectPurpose(StrEnum):
+    """What a Label Studio project is for (``ls_projects.purpose``)."""
+
+    REVIEW = "review"
+    ADJUDICATION = "adjudication"

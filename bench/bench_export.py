@@ -42,9 +42,18 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from annotator.config import resolve_store  # noqa: E402
-from annotator.store import open_store, session_scope, upgrade_to_head  # noqa: E402
+from annotator.store import open_store, session_scope, unit_of_work, upgrade_to_head  # noqa: E402
+from annotator.store.media import clip_relpath, image_relpath  # noqa: E402
 from annotator.store.models import Pair, Recording  # noqa: E402
-from annotator.vocabulary import ADVANCE_COUNTS, FinalReason  # noqa: E402
+from annotator.vocabulary import (  # noqa: E402
+    ADVANCE_COUNTS,
+    IMAGE_SOURCE_MANIFEST,
+    FinalReason,
+    ImageStatus,
+    PairOrigin,
+    RecordingSource,
+    RecordingStatus,
+)
 
 SOURCE_RATE = 44100
 OUT_RATE = 22050
@@ -79,21 +88,39 @@ def build_store(root: Path, scale: float, pool: list[tuple[Path, Path]]):  # typ
         for cls, count in ADVANCE_COUNTS.items():
             for _ in range(max(1, round(count * scale))):
                 recording = Recording(
-                    source="freesound", source_id=str(100000 + n), lat=60.0 + n * 1e-4, lon=25.0,
-                    original_path=f"{n}.wav", sha256="0" * 64, sample_rate=SOURCE_RATE, channels=1,
-                    frames=10 * SOURCE_RATE, duration_s=10.0, status="accepted", license="CC0", author="bench",
+                    source=RecordingSource.FREESOUND,
+                    source_id=str(100000 + n),
+                    lat=60.0 + n * 1e-4,
+                    lon=25.0,
+                    original_path=f"{n}.wav",
+                    sha256="0" * 64,
+                    sample_rate=SOURCE_RATE,
+                    channels=1,
+                    frames=10 * SOURCE_RATE,
+                    duration_s=10.0,
+                    status=RecordingStatus.ACCEPTED,
+                    license="CC0",
+                    author="bench",
                 )
                 pair = Pair(
-                    recording=recording, origin="original", lat=recording.lat, lon=recording.lon, clip_start_s=0.0,
-                    clip_seed=0, clip_sample_rate=SOURCE_RATE, image_status="present", image_source="manifest",
-                    final_label=cls.value, final_reason=FinalReason.SINGLE_REVIEW.value,
+                    recording=recording,
+                    origin=PairOrigin.ORIGINAL,
+                    lat=recording.lat,
+                    lon=recording.lon,
+                    clip_start_s=0.0,
+                    clip_seed=0,
+                    clip_sample_rate=SOURCE_RATE,
+                    image_status=ImageStatus.PRESENT,
+                    image_source=IMAGE_SOURCE_MANIFEST,
+                    final_label=cls.value,
+                    final_reason=FinalReason.SINGLE_REVIEW.value,
                 )
                 session.add_all([recording, pair])
                 n += 1
         session.flush()
         for pair in session.query(Pair).order_by(Pair.id):
             clip, image = pool[pair.id % len(pool)]
-            pair.clip_path, pair.image_path = f"clips/{pair.id}.wav", f"images/{pair.id}.jpg"
+            pair.clip_path, pair.image_path = clip_relpath(pair.id), image_relpath(pair.id)
             os.link(clip, location.media_dir / pair.clip_path)
             os.link(image, location.media_dir / pair.image_path)
     return engine, location, n
@@ -124,9 +151,15 @@ def bare_loop(engine, location, out: Path, workers: int, resample: bool) -> floa
     for pair_id, label, clip, image in rows:
         for folder in ("sound", "vision"):
             (out / folder / label).mkdir(parents=True, exist_ok=True)
-        jobs.append((str(location.media_dir / clip), str(location.media_dir / image),
-                     str(out / "sound" / label / f"{pair_id}.wav"), str(out / "vision" / label / f"{pair_id}.jpg"),
-                     resample))
+        jobs.append(
+            (
+                str(location.media_dir / clip),
+                str(location.media_dir / image),
+                str(out / "sound" / label / f"{pair_id}.wav"),
+                str(out / "vision" / label / f"{pair_id}.jpg"),
+                resample,
+            )
+        )
     with ProcessPoolExecutor(max_workers=workers) as pool:
         done = sum(pool.map(bare_pair, jobs, chunksize=16))
     assert done == len(jobs)
@@ -142,7 +175,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds; the best time of each counts")
     args = parser.parse_args()
 
-    from dataset.export import ExportOptions, export_dataset
+    from annotator.export import ExportOptions, export_dataset
 
     root = Path(tempfile.mkdtemp(prefix="bench-export-", dir=args.dir))
     try:
@@ -162,7 +195,8 @@ def main() -> int:
         export_s = bare_s = copy_s = float("inf")
         for round_ in range(1, args.rounds + 1):
             start = time.perf_counter()
-            report = export_dataset(engine, location, root / "dataset", options)
+            with unit_of_work(engine) as work:
+                report = export_dataset(work, location, root / "dataset", options)
             export_s = min(export_s, time.perf_counter() - start)
             assert report.total == n, (report.total, n)
             shutil.rmtree(root / "dataset")
@@ -170,16 +204,21 @@ def main() -> int:
             shutil.rmtree(root / "bare")
             copy_s = min(copy_s, bare_loop(engine, location, root / "copy", args.workers, resample=False))
             shutil.rmtree(root / "copy")
-            print(f"round {round_}: best so far export {export_s:.2f} s, bare {bare_s:.2f} s, copy {copy_s:.2f} s",
-                  flush=True)
+            print(
+                f"round {round_}: best so far export {export_s:.2f} s, bare {bare_s:.2f} s, copy {copy_s:.2f} s",
+                flush=True,
+            )
 
-        print(f"export        : {n} pairs in {export_s:7.2f} s = {n / export_s:7.1f} pairs/s "
-              f"(workers={args.workers})")
-        print(f"bare loop     : {n} pairs in {bare_s:7.2f} s = {n / bare_s:7.1f} pairs/s "
-              "(read clip + image, soxr to 22,050 Hz, write PCM16 + JPEG bytes)")
+        print(f"export        : {n} pairs in {export_s:7.2f} s = {n / export_s:7.1f} pairs/s (workers={args.workers})")
+        print(
+            f"bare loop     : {n} pairs in {bare_s:7.2f} s = {n / bare_s:7.1f} pairs/s "
+            "(read clip + image, soxr to 22,050 Hz, write PCM16 + JPEG bytes)"
+        )
         print(f"byte copy     : {n} pairs in {copy_s:7.2f} s = {n / copy_s:7.1f} pairs/s (I/O floor, no resample)")
-        print(f"ratio export / bare loop = {bare_s / export_s:.3f} (target >= 0.8); "
-              f"export / byte copy = {copy_s / export_s:.3f}")
+        print(
+            f"ratio export / bare loop = {bare_s / export_s:.3f} (target >= 0.8); "
+            f"export / byte copy = {copy_s / export_s:.3f}"
+        )
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return 0

@@ -58,14 +58,16 @@ def write_manifest(path: Path, names: list[str], rows: int) -> Path:
 def child_import(manifest: Path, db: Path) -> dict[str, float]:
     from annotator.config import resolve_store
     from annotator.ingest import import_manifest
-    from annotator.store import open_store, upgrade_to_head
+    from annotator.store import open_store, unit_of_work, upgrade_to_head
 
     location = resolve_store(str(db))
     engine = open_store(location, create=True)
     upgrade_to_head(engine)
     start = time.perf_counter()
-    report = import_manifest(engine, location, manifest, rejects_path=db.with_suffix(".rejects.csv"))
+    with unit_of_work(engine) as work:
+        report = import_manifest(work, location, manifest, rejects_path=db.with_suffix(".rejects.csv"))
     elapsed = time.perf_counter() - start
+    engine.dispose()
     return {"seconds": elapsed, "rows": report.rows, "pairs": report.new, "rejected": report.rejected_total}
 
 
@@ -166,8 +168,10 @@ def main() -> None:
     if args.rss_rows:
         big = write_manifest(out / f"manifest-{args.rss_rows}.csv", names, args.rss_rows)
         large = run_child("import", str(big), str(out / "run-import-large" / "bench.db"))
-        print(f"peak RSS import at {args.rss_rows} rows: {large['maxrss_mb']:.0f} MB  "
-              f"({large['maxrss_mb'] / imp['maxrss_mb']:.2f}x of {args.n} rows; target <= 1.5x)")
+        print(
+            f"peak RSS import at {args.rss_rows} rows: {large['maxrss_mb']:.0f} MB  "
+            f"({large['maxrss_mb'] / imp['maxrss_mb']:.2f}x of {args.n} rows; target <= 1.5x)"
+        )
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from annotator.labelstudio import server as ls_server  # noqa: E402
 from annotator.labelstudio.client import connect  # noqa: E402
 from annotator.labelstudio.pull import pull_reviews  # noqa: E402
 from annotator.labelstudio.push import push_pairs  # noqa: E402
-from annotator.store import open_store, upgrade_to_head  # noqa: E402
+from annotator.store import open_store, unit_of_work, upgrade_to_head  # noqa: E402
 from annotator.vocabulary import ADVANCE_COUNTS, CLASS_ORDER  # noqa: E402
 from tests.labelstudio.helpers import annotate, make_annotator, task_ids_by_pair  # noqa: E402
 from tests.labelstudio.pairs import make_pairs  # noqa: E402
@@ -56,31 +56,39 @@ def main() -> None:
         try:
             conn = connect(running.url, running.api_key)
             t0 = time.perf_counter()
-            report = push_pairs(engine, location, conn, title="bench", batch_size=args.batch_size)
+            with unit_of_work(engine) as work:
+                report = push_pairs(work, location, conn, title="bench", batch_size=args.batch_size)
             push_s = time.perf_counter() - t0
-            print(f"push: {report.pushed} tasks in {push_s:.2f} s = {report.pushed / push_s:.0f} tasks/s "
-                  f"(batch size {args.batch_size}, {report.batches} requests; target ≤ 15 s, ≥ 340 tasks/s)")
+            print(
+                f"push: {report.pushed} tasks in {push_s:.2f} s = {report.pushed / push_s:.0f} tasks/s "
+                f"(batch size {args.batch_size}, {report.batches} requests; target ≤ 15 s, ≥ 340 tasks/s)"
+            )
 
             t0 = time.perf_counter()
-            again = push_pairs(engine, location, conn, title="bench", batch_size=args.batch_size)
+            with unit_of_work(engine) as work:
+                again = push_pairs(work, location, conn, title="bench", batch_size=args.batch_size)
             print(f"push again (nothing new): {again.pushed} tasks in {time.perf_counter() - t0:.2f} s")
 
             tasks = list(task_ids_by_pair(engine).values())[: args.annotations]
             users = [make_annotator(conn, f"annotator{i}")[0] for i in range(3)]
-            pull_reviews(engine, conn)  # checkpoint before the annotations
+            with unit_of_work(engine) as work:
+                pull_reviews(work, conn)  # checkpoint before the annotations
             t0 = time.perf_counter()
             classes = [c.value for c in CLASS_ORDER]
             with ThreadPoolExecutor(args.threads) as pool:
                 list(pool.map(lambda i: annotate(conn, tasks[i], classes[i % 13], users[i % 3]), range(len(tasks))))
-            print(f"setup: {len(tasks)} annotations created in {time.perf_counter() - t0:.1f} s "
-                  f"({args.threads} threads)")
+            print(
+                f"setup: {len(tasks)} annotations created in {time.perf_counter() - t0:.1f} s ({args.threads} threads)"
+            )
 
             t0 = time.perf_counter()
-            inc = pull_reviews(engine, conn)
+            with unit_of_work(engine) as work:
+                inc = pull_reviews(work, conn)
             inc_s = time.perf_counter() - t0
             print(f"incremental pull: {inc.tasks_seen} tasks, {inc.reviews_added} reviews in {inc_s:.2f} s")
             t0 = time.perf_counter()
-            full = pull_reviews(engine, conn, full=True)
+            with unit_of_work(engine) as work:
+                full = pull_reviews(work, conn, full=True)
             full_s = time.perf_counter() - t0
             print(f"full pull: {full.tasks_seen} tasks, {full.reviews_added} new reviews in {full_s:.2f} s")
         finally:

@@ -27,14 +27,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import osmium  # noqa: E402
-from sqlalchemy import select  # noqa: E402
+from sqlalchemy import Engine, select  # noqa: E402
 
 from annotator.config import resolve_store  # noqa: E402
 from annotator.osm.overpass import OverpassClient, OverpassOptions  # noqa: E402
-from annotator.osm.prelabel import ExtractSource, OverpassSource, prelabel_pairs  # noqa: E402
+from annotator.osm.prelabel import ExtractSource, FeatureSource, OverpassSource, PrelabelReport, prelabel_pairs  # noqa: E402
 from annotator.store import open_store, upgrade_to_head  # noqa: E402
-from annotator.store.engine import session_scope  # noqa: E402
+from annotator.store.engine import session_scope, unit_of_work  # noqa: E402
 from annotator.store.models import OsmEvidence, Pair, Recording  # noqa: E402
+from annotator.vocabulary import RecordingSource, RecordingStatus  # noqa: E402
 from tests.osm.data.generate_overpass import overpass_elements, shifted  # noqa: E402
 from tests.osm.overpass_server import FakeOverpass, OverpassData  # noqa: E402
 
@@ -60,8 +61,7 @@ def write_shifted_pbf(out: Path, shifts: list[tuple[float, float]]) -> None:
                         continue
                     if kind == "n":
                         loc = obj.location
-                        writer.add_node(obj.replace(id=obj.id + offset,
-                                                    location=(loc.lon + dlon, loc.lat + dlat)))
+                        writer.add_node(obj.replace(id=obj.id + offset, location=(loc.lon + dlon, loc.lat + dlat)))
                     elif kind == "w":
                         writer.add_way(obj.replace(id=obj.id + offset, nodes=[n.ref + offset for n in obj.nodes]))
                     else:
@@ -80,11 +80,26 @@ def make_store(db: Path, shifts: list[tuple[float, float]], points: int, seed: i
             dlat, dlon = shifts[n % len(shifts)]
             lat = KOTKA_LAT + dlat + rng.uniform(0.1, 0.9) * EXTENT[0]
             lon = KOTKA_LON + dlon + rng.uniform(0.1, 0.9) * EXTENT[1]
-            recording = Recording(source="bench", source_id=str(n), lat=lat, lon=lon, original_path=f"{n}.wav",
-                                  sha256="0" * 64, sample_rate=22050, channels=1, frames=1, duration_s=10.0,
-                                  status="accepted")
+            recording = Recording(
+                source=RecordingSource.MANIFEST,
+                source_id=str(n),
+                lat=lat,
+                lon=lon,
+                original_path=f"{n}.wav",
+                sha256="0" * 64,
+                sample_rate=22050,
+                channels=1,
+                frames=1,
+                duration_s=10.0,
+                status=RecordingStatus.ACCEPTED,
+            )
             session.add(Pair(recording=recording, lat=lat, lon=lon))
     return engine
+
+
+def prelabel(engine: Engine, source: FeatureSource, cell_km: float) -> PrelabelReport:
+    with unit_of_work(engine) as work:
+        return prelabel_pairs(work, source, cell_km=cell_km)
 
 
 def labels(engine) -> dict[int, str | None]:  # type: ignore[no-untyped-def]
@@ -111,36 +126,43 @@ def main() -> None:
         server = FakeOverpass(OverpassData(elements), latency_s=args.latency_ms / 1000).start()
         pbf = tmp / "towns.osm.pbf"
         write_shifted_pbf(pbf, shifts)
-        print(f"setup: {len(elements)} elements in {args.towns} towns, fixtures built in "
-              f"{time.perf_counter() - t0:.1f} s", flush=True)
+        print(
+            f"setup: {len(elements)} elements in {args.towns} towns, fixtures built in "
+            f"{time.perf_counter() - t0:.1f} s",
+            flush=True,
+        )
         try:
             engine = make_store(tmp / "overpass.db", shifts, args.points, seed=1)
             client = OverpassClient(OverpassOptions(url=server.url, user_agent="annotator-bench/1.0 (bench@localhost)"))
             t0 = time.perf_counter()
-            report = prelabel_pairs(engine, OverpassSource(client), cell_km=args.cell_km)
+            report = prelabel(engine, OverpassSource(client), args.cell_km)
             overpass_s = time.perf_counter() - t0
             t0 = time.perf_counter()
-            rerun = prelabel_pairs(engine, OverpassSource(client), cell_km=args.cell_km)
+            rerun = prelabel(engine, OverpassSource(client), args.cell_km)
             rerun_s = time.perf_counter() - t0
             via_overpass = labels(engine)
         finally:
             server.stop()
         extract_engine = make_store(tmp / "extract.db", shifts, args.points, seed=1)
         t0 = time.perf_counter()
-        extract_report = prelabel_pairs(extract_engine, ExtractSource(pbf), cell_km=args.cell_km)
+        extract_report = prelabel(extract_engine, ExtractSource(pbf), args.cell_km)
         extract_s = time.perf_counter() - t0
         via_extract = labels(extract_engine)
 
     labelled = report.labelled + report.unmatched
     agree = sum(via_overpass.get(k) == v for k, v in via_extract.items())
     print(f"Overpass (loopback, {args.latency_ms:.0f} ms latency/request, cell {args.cell_km:g} km):")
-    print(f"  points {report.pairs_todo}, decided {labelled}, requests {report.requests}, "
-          f"points/request {labelled / max(1, report.requests):.1f}, wall {overpass_s:.1f} s "
-          f"({labelled / overpass_s:.0f} points/s)")
+    print(
+        f"  points {report.pairs_todo}, decided {labelled}, requests {report.requests}, "
+        f"points/request {labelled / max(1, report.requests):.1f}, wall {overpass_s:.1f} s "
+        f"({labelled / overpass_s:.0f} points/s)"
+    )
     print(f"  rerun: {rerun.requests} requests, {rerun.pairs_todo} points to do, wall {rerun_s:.2f} s")
     print(f"--osm-file ({pbf.name}, {args.towns} towns):")
-    print(f"  decided {extract_report.labelled + extract_report.unmatched}, wall {extract_s:.1f} s "
-          f"({(extract_report.labelled + extract_report.unmatched) / extract_s:.0f} points/s)")
+    print(
+        f"  decided {extract_report.labelled + extract_report.unmatched}, wall {extract_s:.1f} s "
+        f"({(extract_report.labelled + extract_report.unmatched) / extract_s:.0f} points/s)"
+    )
     print(f"agreement: {agree}/{len(via_extract)} points get the same label by both paths")
     print(f"labels: {dict(sorted(extract_report.per_class.items()))}, no class: {extract_report.unmatched}")
 

@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import ModuleType
 
 import torch
 
@@ -30,10 +31,13 @@ sys.path.insert(0, str(ROOT))
 from model.cache import open_or_build_cache  # noqa: E402
 from model.config import TrainConfig  # noqa: E402
 from model.data import open_dataset  # noqa: E402
-from model.train import train  # noqa: E402
+from model.train import TrainResult, train  # noqa: E402
+
+Row = tuple[str, float, float, float]  # mode, samples/s, data wait %, epoch seconds
 
 
-def _generator():  # type: ignore[no-untyped-def]
+def _generator() -> ModuleType:
+    """tests/model/advance_generator.py, loaded by path (tests/ is no package on sys.path)."""
     spec = importlib.util.spec_from_file_location("advance_generator", ROOT / "tests/model/advance_generator.py")
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
@@ -41,7 +45,7 @@ def _generator():  # type: ignore[no-untyped-def]
     return module
 
 
-def main() -> None:
+def _parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", type=Path, help="An export or release folder (default: generate one).")
     parser.add_argument("--pairs-per-class", type=int, default=5, help="Recordings per class when generating.")
@@ -57,40 +61,79 @@ def main() -> None:
     if args.gpu:
         args.image_arch, args.image_size, args.audio_width, args.batch_size = "resnet101", 256, 32, 64
         args.device, args.workers = "cuda", 8
+    return args
+
+
+def _config(args: argparse.Namespace) -> TrainConfig:
+    return TrainConfig(
+        image_arch=args.image_arch,
+        image_size=args.image_size,
+        audio_width=args.audio_width,
+        batch_size=args.batch_size,
+        epochs=args.epochs,
+        patience=args.epochs,
+        device=args.device,
+        workers=args.workers,
+        lr=1e-4,
+        seed=0,
+    )
+
+
+def _measure(dataset: Path, work: Path, config: TrainConfig) -> tuple[float, float, list[Row], TrainResult]:
+    """Build the cache (timed), then train once decoding every epoch and once from the cache.
+
+    Returns:
+        (cache build seconds, 1-minute load average after the build, one row per mode, the last run's result).
+    """
+    index = open_dataset(dataset)
+    start = time.perf_counter()
+    open_or_build_cache(index, config.image_side, work / "cache", workers=config.workers or 0)
+    build_s = time.perf_counter() - start
+    load_before = os.getloadavg()[0]
+    rows: list[Row] = []
+    for label, use_cache in (("decode every epoch", False), ("feature cache", True)):
+        result = train(
+            dataset, work / f"run-{use_cache}", config.with_(use_cache=use_cache), cache_dir=work / "cache", log=None
+        )
+        last = result.history[-1]
+        rows.append((label, last["samples_per_s"], 100 * last["data_wait"], last["seconds"]))
+    return build_s, load_before, rows, result
+
+
+def _report(
+    args: argparse.Namespace, pairs: int, build_s: float, rows: list[Row], result: TrainResult, load_before: float
+) -> None:
+    device = torch.cuda.get_device_name(0) if args.device != "cpu" and torch.cuda.is_available() else "CPU"
+    print(
+        f"device: {device} ({platform.processor() or platform.machine()}, torch threads "
+        f"{torch.get_num_threads()}); {pairs} pairs, train split {result.dataset['used']['train']}"
+    )
+    print(
+        f"config: {args.image_arch} at {args.image_size}px, audio width {args.audio_width}, batch "
+        f"{args.batch_size}, workers {args.workers}, bf16 {'on' if device != 'CPU' else 'off (CPU)'}"
+    )
+    print(
+        f"load average (1 min) before/after: {load_before:.1f}/{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores "
+        "(other jobs share this machine: figures are noisy)"
+    )
+    print(f"cache build (all {pairs} pairs, decode + log-mel): {build_s:.1f} s")
+    print(f"{'mode':<20} {'samples/s':>10} {'data wait':>10} {'epoch s':>8}")
+    for label, rate, wait, seconds in rows:
+        print(f"{label:<20} {rate:>10.1f} {wait:>9.1f}% {seconds:>8.1f}")
+
+
+def main() -> None:
+    args = _parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
         work = Path(tmp)
         dataset = args.dataset
         if dataset is None:
             dataset = work / "dataset"
-            pairs = _generator().write_export(dataset, per_class=args.pairs_per_class, offsets_every=2, seed=1)
-            print(f"generated {len(pairs)} pairs (512×512 JPEG, 10 s 22.05 kHz WAV) in {dataset}")
-        config = TrainConfig(
-            image_arch=args.image_arch, image_size=args.image_size, audio_width=args.audio_width,
-            batch_size=args.batch_size, epochs=args.epochs, patience=args.epochs, device=args.device,
-            workers=args.workers, lr=1e-4, seed=0,
-        )
-        index = open_dataset(dataset)
-        start = time.perf_counter()
-        open_or_build_cache(index, config.image_size, work / "cache", workers=args.workers)
-        build_s = time.perf_counter() - start
-        rows = []
-        load_before = os.getloadavg()[0]
-        for label, use_cache in (("decode every epoch", False), ("feature cache", True)):
-            result = train(dataset, work / f"run-{use_cache}", config.with_(use_cache=use_cache),
-                           cache_dir=work / "cache", log=None)
-            last = result.history[-1]
-            rows.append((label, last["samples_per_s"], 100 * last["data_wait"], last["seconds"]))
-    device = torch.cuda.get_device_name(0) if args.device != "cpu" and torch.cuda.is_available() else "CPU"
-    print(f"device: {device} ({platform.processor() or platform.machine()}, torch threads "
-          f"{torch.get_num_threads()}); {len(index.samples)} pairs, train split {result.dataset['used']['train']}")
-    print(f"config: {args.image_arch} at {args.image_size}px, audio width {args.audio_width}, batch "
-          f"{args.batch_size}, workers {args.workers}, bf16 {'on' if device != 'CPU' else 'off (CPU)'}")
-    print(f"load average (1 min) before/after: {load_before:.1f}/{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores "
-          "(other jobs share this machine: figures are noisy)")
-    print(f"cache build (all {len(index.samples)} pairs, decode + log-mel): {build_s:.1f} s")
-    print(f"{'mode':<20} {'samples/s':>10} {'data wait':>10} {'epoch s':>8}")
-    for label, rate, wait, seconds in rows:
-        print(f"{label:<20} {rate:>10.1f} {wait:>9.1f}% {seconds:>8.1f}")
+            generated = _generator().write_export(dataset, per_class=args.pairs_per_class, offsets_every=2, seed=1)
+            print(f"generated {len(generated)} pairs (512×512 JPEG, 10 s 22.05 kHz WAV) in {dataset}")
+        build_s, load_before, rows, result = _measure(dataset, work, _config(args))
+        pairs = sum(result.dataset["per_split"].values())
+    _report(args, pairs, build_s, rows, result, load_before)
 
 
 if __name__ == "__main__":

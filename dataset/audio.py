@@ -2,15 +2,14 @@
 
 Everything libsndfile reads is accepted (WAV, FLAC, OGG/Vorbis, MP3, AIFF, …), at any rate and channel count.
 Clips are mono 16-bit PCM WAV files written atomically. Failures raise :class:`~annotator.errors.BadAudio`
-with one of the reason codes below, so an importer can report each bad file by its cause.
+with a :class:`~annotator.vocabulary.RejectReason` (``missing_file``, ``empty_file``, ``corrupt_audio``,
+``not_audio``), so an importer can report each bad file by its cause.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,12 +17,8 @@ import numpy as np
 import soundfile as sf
 
 from annotator.errors import BadAudio
-
-#: Reason codes raised by this module.
-MISSING_FILE = "missing_file"
-EMPTY_FILE = "empty_file"
-CORRUPT_AUDIO = "corrupt_audio"
-NOT_AUDIO = "not_audio"
+from annotator.files import atomic_path
+from annotator.vocabulary import RejectReason
 
 CLIP_S = 10.0
 MIN_LOOP_S = 10.0
@@ -83,13 +78,13 @@ def probe_audio(path: Path) -> AudioInfo:
     try:
         size = path.stat().st_size
     except FileNotFoundError:
-        raise BadAudio(MISSING_FILE, f"no file at {path}") from None
+        raise BadAudio(RejectReason.MISSING_FILE, f"no file at {path}") from None
     except OSError as exc:
-        raise BadAudio(MISSING_FILE, f"cannot read {path}: {exc.strerror}") from None
+        raise BadAudio(RejectReason.MISSING_FILE, f"cannot read {path}: {exc.strerror}") from None
     if not path.is_file():
-        raise BadAudio(MISSING_FILE, f"{path} is not a file")
+        raise BadAudio(RejectReason.MISSING_FILE, f"{path} is not a file")
     if size == 0:
-        raise BadAudio(EMPTY_FILE, f"{path.name} is empty (0 bytes)")
+        raise BadAudio(RejectReason.EMPTY_FILE, f"{path.name} is empty (0 bytes)")
     with path.open("rb") as fh:
         head = fh.read(16)
     try:
@@ -104,13 +99,15 @@ def probe_audio(path: Path) -> AudioInfo:
             log = f.extra_info
     except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
         if _looks_like_audio(head):
-            raise BadAudio(CORRUPT_AUDIO, f"{path.name} cannot be decoded ({exc})") from None
-        raise BadAudio(NOT_AUDIO, f"{path.name} is not audio ({_describe_non_audio(head)})") from None
+            raise BadAudio(RejectReason.CORRUPT_AUDIO, f"{path.name} cannot be decoded ({exc})") from None
+        raise BadAudio(RejectReason.NOT_AUDIO, f"{path.name} is not audio ({_describe_non_audio(head)})") from None
     # libsndfile adjusts the frame count of a truncated WAV/AIFF to what is there and notes it in its log.
     if "(should be" in log or "> file length" in log:
-        raise BadAudio(CORRUPT_AUDIO, f"{path.name} is truncated: the file is shorter than its header says")
+        raise BadAudio(
+            RejectReason.CORRUPT_AUDIO, f"{path.name} is truncated: the file is shorter than its header says"
+        )
     if info.frames <= 0 or info.sample_rate <= 0:
-        raise BadAudio(CORRUPT_AUDIO, f"{path.name} holds no decodable audio frames")
+        raise BadAudio(RejectReason.CORRUPT_AUDIO, f"{path.name} holds no decodable audio frames")
     return info
 
 
@@ -137,10 +134,11 @@ def read_mono(path: Path, start: int = 0, frames: int = -1) -> tuple[np.ndarray,
                 f.seek(start)
             block = f.read(frames=frames, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError) as exc:
-        raise BadAudio(CORRUPT_AUDIO, f"{path.name} cannot be decoded ({exc})") from None
+        raise BadAudio(RejectReason.CORRUPT_AUDIO, f"{path.name} cannot be decoded ({exc})") from None
     if frames >= 0 and block.shape[0] < frames:
         raise BadAudio(
-            CORRUPT_AUDIO, f"{path.name} is truncated: asked for {frames} frames at {start}, got {block.shape[0]}"
+            RejectReason.CORRUPT_AUDIO,
+            f"{path.name} is truncated: asked for {frames} frames at {start}, got {block.shape[0]}",
         )
     return _downmix(block), sr
 
@@ -180,9 +178,9 @@ def read_clip_source(
             f.seek(start)
             block = f.read(frames=clip_frames, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError) as exc:
-        raise BadAudio(CORRUPT_AUDIO, f"{path.name} cannot be decoded ({exc})") from None
+        raise BadAudio(RejectReason.CORRUPT_AUDIO, f"{path.name} cannot be decoded ({exc})") from None
     if block.shape[0] < clip_frames or got_tail < tail_wanted:
-        raise BadAudio(CORRUPT_AUDIO, f"{path.name} is truncated: the file ends before its header says")
+        raise BadAudio(RejectReason.CORRUPT_AUDIO, f"{path.name} is truncated: the file ends before its header says")
     return _downmix(block), start / sr, False
 
 
@@ -230,24 +228,7 @@ def resample(samples: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
 
 
 def write_wav_pcm16(path: Path, samples: np.ndarray, sr: int) -> None:
-    """Write mono 16-bit PCM WAV atomically (temp file in the same folder, then ``os.replace``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write mono 16-bit PCM WAV atomically (temp file in the same folder, then renamed onto `path`)."""
     pcm = np.clip(np.asarray(samples, dtype=np.float32), -1.0, 1.0)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".wav.tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            sf.write(fh, pcm, sr, subtype="PCM_16", format="WAV")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in chunks (memory stays flat for any size)."""
-    h = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
+    with atomic_path(Path(path)) as tmp:
+        sf.write(tmp, pcm, sr, subtype="PCM_16", format="WAV")

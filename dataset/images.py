@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from annotator.errors import BadImage
+from annotator.files import atomic_path
+from annotator.vocabulary import RejectReason
 
 IMAGE_SIZE = 512
 JPEG_QUALITY = 90
-#: Reason codes raised by this module.
-MISSING_IMAGE = "missing_image"
-BAD_IMAGE = "bad_image"
 
 
 def open_image(path: Path) -> Image.Image:
@@ -26,7 +23,7 @@ def open_image(path: Path) -> Image.Image:
     """
     path = Path(path)
     if not path.is_file():
-        raise BadImage(MISSING_IMAGE, f"no image file at {path}")
+        raise BadImage(RejectReason.MISSING_IMAGE, f"no image file at {path}")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -34,9 +31,9 @@ def open_image(path: Path) -> Image.Image:
                 img.load()
                 return ImageOps.exif_transpose(img) or img
     except (UnidentifiedImageError, Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
-        raise BadImage(BAD_IMAGE, f"{path.name} is not an image Pillow can read ({exc})") from None
+        raise BadImage(RejectReason.BAD_IMAGE, f"{path.name} is not an image Pillow can read ({exc})") from None
     except (OSError, SyntaxError, ValueError) as exc:  # truncated or malformed data inside a known format
-        raise BadImage(BAD_IMAGE, f"{path.name} cannot be decoded ({exc})") from None
+        raise BadImage(RejectReason.BAD_IMAGE, f"{path.name} cannot be decoded ({exc})") from None
 
 
 def normalise_image(src: Path | Image.Image, size: int = IMAGE_SIZE) -> Image.Image:
@@ -63,13 +60,5 @@ def normalise_image(src: Path | Image.Image, size: int = IMAGE_SIZE) -> Image.Im
 
 def save_jpeg(image: Image.Image, path: Path) -> None:
     """Save `image` as a JPEG atomically, with fixed settings and no metadata (same pixels → same bytes)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".jpg.tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            image.convert("RGB").save(fh, format="JPEG", quality=JPEG_QUALITY, subsampling=0, optimize=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(Path(path)) as tmp:
+        image.convert("RGB").save(tmp, format="JPEG", quality=JPEG_QUALITY, subsampling=0, optimize=False)

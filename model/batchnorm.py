@@ -30,6 +30,9 @@ class CrossRankBatchNorm2d(nn.BatchNorm2d):
         mean = total[:channels] / n
         var = (total[channels : 2 * channels] / n - mean.square()).clamp_min(0)
         if self.track_running_stats:
+            # Set whenever track_running_stats is (nn.BatchNorm2d types them as optional).
+            assert self.running_mean is not None and self.running_var is not None
+            assert self.num_batches_tracked is not None
             with torch.no_grad():
                 momentum = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked + 1)
                 self.running_mean.lerp_(mean.detach(), momentum)
@@ -50,8 +53,13 @@ def sync_batchnorm(module: nn.Module, device: torch.device) -> nn.Module:
         if isinstance(child, nn.BatchNorm2d) and not isinstance(child, CrossRankBatchNorm2d):
             like = next(iter(child.state_dict().values()))  # keep the layer's device and float dtype
             replacement = CrossRankBatchNorm2d(
-                child.num_features, child.eps, child.momentum, child.affine, child.track_running_stats,
-                device=like.device, dtype=child.weight.dtype if child.affine else like.dtype,
+                child.num_features,
+                child.eps,
+                child.momentum,
+                child.affine,
+                child.track_running_stats,
+                device=like.device,
+                dtype=child.weight.dtype if child.affine else like.dtype,
             )
             replacement.load_state_dict(child.state_dict())
             replacement.train(child.training)

@@ -7,7 +7,6 @@ and resampling audio. Built in a temporary folder and renamed into place, so a c
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -19,6 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from annotator.files import sha256_bytes
 from model.data import DatasetIndex, SampleRef, SceneDataset
 from model.features import N_FRAMES, N_MELS
 
@@ -35,8 +35,9 @@ def default_cache_dir() -> Path:
 
 
 def cache_key(index: DatasetIndex, image_size: int) -> str:
+    """The cache folder's name: changes with the dataset, the image size and the feature definitions."""
     text = f"v{FEATURE_VERSION}:{index.key}:{image_size}:{N_MELS}x{N_FRAMES}"
-    return hashlib.sha256(text.encode()).hexdigest()[:24]
+    return sha256_bytes(text.encode())[:24]
 
 
 class FeatureCache:
@@ -90,35 +91,26 @@ def open_or_build_cache(
     """The cache for `index` at `image_size`, building it first if it does not exist.
 
     Args:
+        index: the dataset whose every pair is cached.
+        image_size: side of the square images stored.
+        cache_root: the folder holding one sub-folder per cache key.
+        workers: DataLoader worker processes decoding while building.
         build: False on non-zero ranks, which only open what rank 0 built (after a barrier).
         on_progress: called with (done, total) while building.
+
+    Returns:
+        The opened cache.
     """
     final = Path(cache_root) / cache_key(index, image_size)
     if (final / "meta.json").is_file() or not build:
         return FeatureCache(final)
     final.parent.mkdir(parents=True, exist_ok=True)
+    # A folder, so annotator.files.atomic_path (one file) does not fit: the same temp-then-rename by hand.
     tmp = final.parent / f".tmp-{final.name}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
-        samples = list(index.samples)
-        n = len(samples)
-        images = np.lib.format.open_memmap(tmp / "images.npy", "w+", np.uint8, (n, 3, image_size, image_size))
-        mels = np.lib.format.open_memmap(tmp / "logmels.npy", "w+", np.float16, (n, N_MELS, N_FRAMES))
-        loader = DataLoader(_Rows(samples, image_size), batch_size=8, num_workers=workers)
-        done = 0
-        for rows, image_batch, mel_batch in loader:
-            images[rows.numpy()] = image_batch.numpy()
-            mels[rows.numpy()] = mel_batch.numpy()
-            done += len(rows)
-            if on_progress:
-                on_progress(done, n)
-        images.flush()
-        mels.flush()
-        del images, mels
-        meta = {"version": FEATURE_VERSION, "dataset_key": index.key, "image_size": image_size,
-                "ids": [s.id for s in samples]}
-        (tmp / "meta.json").write_text(json.dumps(meta))
+        _write_cache(tmp, index, image_size, workers, on_progress)
         try:
             os.replace(tmp, final)
         except OSError:  # another process finished the same cache first; theirs is identical
@@ -127,3 +119,35 @@ def open_or_build_cache(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return FeatureCache(final)
+
+
+def _write_cache(
+    folder: Path,
+    index: DatasetIndex,
+    image_size: int,
+    workers: int,
+    on_progress: Callable[[int, int], None] | None,
+) -> None:
+    """Decode every pair of `index` into ``images.npy``, ``logmels.npy`` and ``meta.json`` in `folder`."""
+    samples = list(index.samples)
+    n = len(samples)
+    images = np.lib.format.open_memmap(folder / "images.npy", "w+", np.uint8, (n, 3, image_size, image_size))
+    mels = np.lib.format.open_memmap(folder / "logmels.npy", "w+", np.float16, (n, N_MELS, N_FRAMES))
+    loader = DataLoader(_Rows(samples, image_size), batch_size=8, num_workers=workers)
+    done = 0
+    for rows, image_batch, mel_batch in loader:
+        images[rows.numpy()] = image_batch.numpy()
+        mels[rows.numpy()] = mel_batch.numpy()
+        done += len(rows)
+        if on_progress:
+            on_progress(done, n)
+    images.flush()
+    mels.flush()
+    del images, mels  # close the memory maps before the folder is renamed
+    meta = {
+        "version": FEATURE_VERSION,
+        "dataset_key": index.key,
+        "image_size": image_size,
+        "ids": [s.id for s in samples],
+    }
+    (folder / "meta.json").write_text(json.dumps(meta))

@@ -6,7 +6,6 @@ it loads with ``torch.load(weights_only=True)`` (no pickled code runs when a che
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from typing import Any
 import torch
 
 from annotator.errors import TrainingError
+from annotator.files import atomic_path
 from annotator.vocabulary import CLASS_ORDER
 from model.config import TrainConfig
 
@@ -22,6 +22,8 @@ CHECKPOINT_FORMAT = "annotator-fusion/1"
 
 @dataclass
 class Checkpoint:
+    """Everything a trained model needs to be evaluated or resumed (see the module docstring)."""
+
     config: TrainConfig
     model_state: dict[str, torch.Tensor]
     optimizer_state: dict[str, Any] | None
@@ -47,14 +49,8 @@ def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
         "history": checkpoint.history,
         "dataset": checkpoint.dataset,
     }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_path(Path(path)) as tmp:
         torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> Checkpoint:

@@ -114,6 +114,13 @@ class TrainConfig:
         )
 
     @property
+    def image_side(self) -> int:
+        """`image_size` once :meth:`for_device` has filled it in (every checkpoint's config has it)."""
+        if self.image_size is None:
+            raise TrainingError("image_size is not set; resolve the config with for_device() first")
+        return self.image_size
+
+    @property
     def modality_enum(self) -> Modality:
         return Modality(self.modality)
 

@@ -14,13 +14,12 @@ that happen to exist (torchgeo's two ADVANCE mistakes).
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -28,12 +27,28 @@ from torch.utils.data import Dataset
 
 from annotator.errors import DatasetError
 from annotator.vocabulary import SceneClass
+from dataset.layout import (
+    MANIFEST_FILE,
+    METADATA_FILE,
+    SOUND_DIR,
+    VISION_DIR,
+    image_relpath,
+    read_metadata,
+    sound_relpath,
+)
 from dataset.split import Split, assign_splits, recording_of
 from model.features import clip_log_mel, read_image
 
+#: File types accepted in the release layout (an export always writes .jpg and .wav, see :mod:`dataset.layout`).
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
-REQUIRED_COLUMNS = ("id", "class", "split")
+
+
+class DatasetLayout(StrEnum):
+    """Which of the two dataset layouts an index was read from."""
+
+    EXPORT = "export"
+    RELEASE = "release"
 
 
 @dataclass(frozen=True)
@@ -52,7 +67,7 @@ class DatasetIndex:
     """Every pair of a dataset folder, sorted by id, and a key that changes when the files do."""
 
     root: Path
-    layout: str  # "export" or "release"
+    layout: DatasetLayout
     samples: tuple[SampleRef, ...]
     key: str
 
@@ -60,6 +75,7 @@ class DatasetIndex:
         """The pairs of one split in id order; with `limit`, a deterministic class-mixed subset of that size."""
         chosen = [s for s in self.samples if s.split == Split(split)]
         if limit is not None and len(chosen) > limit:
+            # sha1 of the id only orders the pairs (a fixed pseudo-random pick); it is no integrity check.
             chosen = sorted(chosen, key=lambda s: hashlib.sha1(s.id.encode()).hexdigest())[:limit]
             chosen.sort(key=lambda s: s.id)
         return chosen
@@ -68,22 +84,27 @@ class DatasetIndex:
 def open_dataset(root: Path, *, split_seed: int = 0) -> DatasetIndex:
     """Index the dataset at `root`: an export when it has metadata.csv, else the release layout.
 
+    Args:
+        root: an ``annotator export`` folder or the ADVANCE release (``vision/`` and ``sound/``).
+        split_seed: seed of the computed 70/10/20 split of the release layout (an export carries its split).
+
+    Returns:
+        The index of every pair, sorted by id.
+
     Raises:
         DatasetError: no dataset there, an unknown class, a pair missing one of its files, a bad row.
     """
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"dataset folder {root} does not exist")
-    if (root / "metadata.csv").is_file():
-        samples = _read_export(root)
-        layout = "export"
-    elif (root / "vision").is_dir() and (root / "sound").is_dir():
-        samples = _read_release(root, split_seed)
-        layout = "release"
+    if (root / METADATA_FILE).is_file():
+        samples, layout = _read_export(root), DatasetLayout.EXPORT
+    elif (root / VISION_DIR).is_dir() and (root / SOUND_DIR).is_dir():
+        samples, layout = _read_release(root, split_seed), DatasetLayout.RELEASE
     else:
         raise DatasetError(
-            f"no dataset at {root}: expected metadata.csv (an `annotator export` output) or the vision/ and "
-            "sound/ folders of the ADVANCE release"
+            f"no dataset at {root}: expected {METADATA_FILE} (an `annotator export` output) or the {VISION_DIR}/ "
+            f"and {SOUND_DIR}/ folders of the ADVANCE release"
         )
     if not samples:
         raise DatasetError(f"the dataset at {root} holds no pairs")
@@ -98,48 +119,52 @@ def _class_of(text: str, where: str) -> SceneClass:
         raise DatasetError(f"{where}: {exc}") from None
 
 
-def _pair_paths(root: Path, sample_id: str, label: SceneClass) -> tuple[Path, Path]:
-    """The image and sound files of one id, found under its class folders; error naming the id if absent."""
+# ------------------------------------------------------------------------------------------ export layout
+
+
+def _export_pair_paths(root: Path, sample_id: str, label: SceneClass) -> tuple[Path, Path]:
+    """The image and sound files of one id where the export layout puts them; error naming the id if absent."""
     paths = []
-    for folder, suffixes, what in (("vision", IMAGE_SUFFIXES, "image"), ("sound", AUDIO_SUFFIXES, "sound")):
-        found = [root / folder / label.value / f"{sample_id}{suffix}" for suffix in suffixes]
-        existing = [p for p in found if p.is_file()]
-        if not existing:
-            raise DatasetError(
-                f"sample {sample_id} ({label.value}): its {what} file {folder}/{label.value}/{sample_id}"
-                f"{suffixes[0]} is missing"
-            )
-        paths.append(existing[0])
+    for relpath, what in ((image_relpath(label, sample_id), "image"), (sound_relpath(label, sample_id), "sound")):
+        if not (root / relpath).is_file():
+            raise DatasetError(f"sample {sample_id} ({label.value}): its {what} file {relpath} is missing")
+        paths.append(root / relpath)
     return paths[0], paths[1]
 
 
+def _export_sample(root: Path, row: dict[str, str], where: str) -> SampleRef:
+    """One metadata.csv row as a pair on disk (`where` names the row in errors)."""
+    sample_id = (row["id"] or "").strip()
+    label = _class_of(row["class"] or "", where)
+    try:
+        split = Split((row["split"] or "").strip())
+    except ValueError:
+        raise DatasetError(f"{where}: split must be train, val or test, not {row['split']!r}") from None
+    image, audio = _export_pair_paths(root, sample_id, label)
+    return SampleRef(sample_id, label, split, image, audio)
+
+
 def _read_export(root: Path) -> list[SampleRef]:
-    with (root / "metadata.csv").open(newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise DatasetError(f"{root / 'metadata.csv'} lacks the column(s) {', '.join(missing)}")
-        samples: list[SampleRef] = []
-        seen: set[str] = set()
-        for line, row in enumerate(reader, start=2):
-            sample_id = (row["id"] or "").strip()
-            where = f"metadata.csv line {line} (id {sample_id or '?'})"
-            if not sample_id:
-                raise DatasetError(f"{where}: empty id")
-            if sample_id in seen:
-                raise DatasetError(f"{where}: id {sample_id} appears twice")
-            seen.add(sample_id)
-            label = _class_of(row["class"] or "", where)
-            try:
-                split = Split((row["split"] or "").strip())
-            except ValueError:
-                raise DatasetError(f"{where}: split must be train, val or test, not {row['split']!r}") from None
-            image, audio = _pair_paths(root, sample_id, label)
-            samples.append(SampleRef(sample_id, label, split, image, audio))
+    """The pairs listed in metadata.csv, read with :func:`dataset.layout.read_metadata`."""
+    samples: list[SampleRef] = []
+    seen: set[str] = set()
+    for line, row in enumerate(read_metadata(root), start=2):  # line 1 is the header
+        sample_id = (row["id"] or "").strip()
+        where = f"{METADATA_FILE} line {line} (id {sample_id or '?'})"
+        if not sample_id:
+            raise DatasetError(f"{where}: empty id")
+        if sample_id in seen:
+            raise DatasetError(f"{where}: id {sample_id} appears twice")
+        seen.add(sample_id)
+        samples.append(_export_sample(root, row, where))
     return samples
 
 
+# ------------------------------------------------------------------------------------------ release layout
+
+
 def _scan_modality(root: Path, folder: str, suffixes: tuple[str, ...]) -> dict[str, tuple[SceneClass, Path]]:
+    """Every file of one modality folder by id, with the class its folder names."""
     found: dict[str, tuple[SceneClass, Path]] = {}
     for class_dir in sorted((root / folder).iterdir()):
         if not class_dir.is_dir() or class_dir.name.startswith("."):
@@ -155,11 +180,14 @@ def _scan_modality(root: Path, folder: str, suffixes: tuple[str, ...]) -> dict[s
     return found
 
 
-def _read_release(root: Path, split_seed: int) -> list[SampleRef]:
-    images = _scan_modality(root, "vision", IMAGE_SUFFIXES)
-    sounds = _scan_modality(root, "sound", AUDIO_SUFFIXES)
-    for ids, have, lack in ((images.keys() - sounds.keys(), "an image", "sound"),
-                            (sounds.keys() - images.keys(), "a sound", "vision")):
+def _check_release_pairs(
+    images: dict[str, tuple[SceneClass, Path]], sounds: dict[str, tuple[SceneClass, Path]]
+) -> None:
+    """Every id has both files, under the same class; else an error naming the ids."""
+    for ids, have, lack in (
+        (images.keys() - sounds.keys(), "an image", SOUND_DIR),
+        (sounds.keys() - images.keys(), "a sound", VISION_DIR),
+    ):
         if ids:
             first = sorted(ids)[:5]
             raise DatasetError(
@@ -169,19 +197,27 @@ def _read_release(root: Path, split_seed: int) -> list[SampleRef]:
     for sample_id, (label, _) in images.items():
         if sounds[sample_id][0] != label:
             raise DatasetError(
-                f"sample {sample_id} is {label.value} under vision/ but {sounds[sample_id][0].value} under sound/"
+                f"sample {sample_id} is {label.value} under {VISION_DIR}/ but {sounds[sample_id][0].value} "
+                f"under {SOUND_DIR}/"
             )
+
+
+def _read_release(root: Path, split_seed: int) -> list[SampleRef]:
+    """The pairs of the release layout, paired by id, with the split computed by :mod:`dataset.split`."""
+    images = _scan_modality(root, VISION_DIR, IMAGE_SUFFIXES)
+    sounds = _scan_modality(root, SOUND_DIR, AUDIO_SUFFIXES)
+    _check_release_pairs(images, sounds)
     splits = assign_splits(((i, label, recording_of(i)) for i, (label, _) in images.items()), split_seed)
     return [SampleRef(i, label, splits[i], path, sounds[i][1]) for i, (label, path) in images.items()]
 
 
-def _dataset_key(root: Path, layout: str, samples: Sequence[SampleRef]) -> str:
+def _dataset_key(root: Path, layout: DatasetLayout, samples: Sequence[SampleRef]) -> str:
     """The export's manifest hash when there is one, else a hash of every file's path, size and mtime."""
-    digest = hashlib.sha256(layout.encode())
-    manifest = root / "manifest.json"
-    if layout == "export" and manifest.is_file():
+    digest = hashlib.sha256(layout.value.encode())
+    manifest = root / MANIFEST_FILE
+    if layout == DatasetLayout.EXPORT and manifest.is_file():
         digest.update(manifest.read_bytes())
-        digest.update((root / "metadata.csv").read_bytes())
+        digest.update((root / METADATA_FILE).read_bytes())
         return digest.hexdigest()
     for sample in samples:
         for path in (sample.image_path, sample.audio_path):
@@ -189,6 +225,18 @@ def _dataset_key(root: Path, layout: str, samples: Sequence[SampleRef]) -> str:
             digest.update(f"{path.relative_to(root)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
         digest.update(f"{sample.split}\n".encode())
     return digest.hexdigest()
+
+
+class FeatureSource(Protocol):
+    """Decoded features by sample id (:class:`model.cache.FeatureCache` is one)."""
+
+    def image(self, sample_id: str) -> np.ndarray:
+        """uint8 (3, S, S)."""
+        ...
+
+    def log_mel(self, sample_id: str) -> np.ndarray:
+        """float16 (64, 400)."""
+        ...
 
 
 class SceneDataset(Dataset):
@@ -205,7 +253,7 @@ class SceneDataset(Dataset):
         image_size: int,
         image: bool = True,
         audio: bool = True,
-        cache: Any | None = None,
+        cache: FeatureSource | None = None,
     ) -> None:
         self.samples = list(samples)
         self.image_size = image_size
@@ -244,11 +292,4 @@ def describe(index: DatasetIndex) -> dict[str, Any]:
     """Counts per split and class, for logs and the training-run record."""
     per_split = {s.value: len(index.split(s)) for s in Split}
     per_class = {c.value: sum(1 for s in index.samples if s.label == c) for c in SceneClass}
-    return {"layout": index.layout, "key": index.key, "per_split": per_split, "per_class": per_class}
-
-
-def dumps_index(index: DatasetIndex) -> str:
-    """A stable text form of an index (tests compare the two layouts with it)."""
-    rows = [[s.id, s.label.value, s.split.value, str(s.image_path.relative_to(index.root)),
-             str(s.audio_path.relative_to(index.root))] for s in index.samples]
-    return json.dumps(rows)
+    return {"layout": index.layout.value, "key": index.key, "per_split": per_split, "per_class": per_class}

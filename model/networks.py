@@ -67,7 +67,9 @@ class AudioBranch(nn.Module):
 
         widths = [width, 2 * width, 4 * width, 8 * width]
         self.stem = nn.Sequential(
-            nn.Conv2d(1, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
+            nn.Conv2d(1, width, 3, 1, 1, bias=False),
+            nn.BatchNorm2d(width),
+            nn.ReLU(inplace=True),
             nn.MaxPool2d(2),  # (B, w, 32, 200): halving early keeps the full-resolution convolutions cheap
         )
         self.stages = nn.Sequential(
@@ -87,6 +89,12 @@ class AudioBranch(nn.Module):
 
 class FusionNet(nn.Module):
     """Concatenate the pooled features of the branches in use, then one linear layer to the classes."""
+
+    # Buffers registered in __init__ (declared for the type checker; nn.Module resolves them at run time).
+    image_mean: torch.Tensor
+    image_std: torch.Tensor
+    audio_mean: torch.Tensor
+    audio_std: torch.Tensor
 
     def __init__(self, image: ImageBranch | None, audio: AudioBranch | None, num_classes: int) -> None:
         super().__init__()

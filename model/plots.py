@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
 
 
-def _pyplot():  # type: ignore[no-untyped-def]
+def _pyplot() -> ModuleType:
+    """matplotlib.pyplot on the Agg backend (imported late: only training writes plots)."""
     import matplotlib
 
     matplotlib.use("Agg")

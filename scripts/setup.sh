@@ -19,7 +19,7 @@ if [ "$(cat .venv/.annotator-stamp 2>/dev/null)" != "$(stamp_of)" ]; then
   .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip 2>&1 | grep -v "is ignored" || true
   .venv/bin/python -m pip install -q --disable-pip-version-check "${TORCH_SPEC[@]}" 2>&1 | grep -v "is ignored" || true
   .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[dev]" 2>&1 | grep -v "is ignored" || true
-  .venv/bin/python -c "import annotator, torch, torchvision, osmium, label_studio_sdk" \
+  .venv/bin/python -c "import annotator, torch, torchvision, osmium, label_studio_sdk, mypy, importlinter" \
     || { echo "setup: the project's environment is incomplete (see pip's messages above)" >&2; exit 1; }
   stamp_of > .venv/.annotator-stamp
 fi

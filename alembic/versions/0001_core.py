@@ -88,9 +88,7 @@ def upgrade() -> None:
         sa.Column("detail", sa.Text(), nullable=False),
         sa.Column("created_at", sa.DateTime(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_import_rejects")),
-        sa.UniqueConstraint(
-            "manifest", "line", "reason", name=op.f("uq_import_rejects_manifest_line_reason")
-        ),
+        sa.UniqueConstraint("manifest", "line", "reason", name=op.f("uq_import_rejects_manifest_line_reason")),
     )
 
 

@@ -36,9 +36,7 @@ def upgrade() -> None:
         sa.Column("pair_id", sa.Integer(), nullable=False),
         sa.Column("ls_task_id", sa.Integer(), nullable=False),
         sa.Column("pushed_at", sa.DateTime(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["pair_id"], ["pairs.id"], name=op.f("fk_ls_tasks_pair_id_pairs"), ondelete="CASCADE"
-        ),
+        sa.ForeignKeyConstraint(["pair_id"], ["pairs.id"], name=op.f("fk_ls_tasks_pair_id_pairs"), ondelete="CASCADE"),
         sa.ForeignKeyConstraint(
             ["project_id"],
             ["ls_projects.id"],
@@ -89,9 +87,7 @@ def upgrade() -> None:
         sa.Column("ls_updated_at", sa.DateTime(), nullable=True),
         sa.Column("pulled_at", sa.DateTime(), nullable=False),
         sa.Column("retracted_at", sa.DateTime(), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["pair_id"], ["pairs.id"], name=op.f("fk_reviews_pair_id_pairs"), ondelete="CASCADE"
-        ),
+        sa.ForeignKeyConstraint(["pair_id"], ["pairs.id"], name=op.f("fk_reviews_pair_id_pairs"), ondelete="CASCADE"),
         sa.ForeignKeyConstraint(
             ["project_id"],
             ["ls_projects.id"],

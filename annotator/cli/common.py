@@ -50,10 +50,16 @@ class AppState:
     def location(self) -> StoreLocation:
         return resolve_store(self.db, self.media_dir)
 
-    def engine(self, *, create: bool = False) -> Engine:
+    @contextmanager
+    def store(self, *, create: bool = False) -> Iterator[Engine]:
+        """The store's engine for one command, disposed when the command ends (its connections closed)."""
         from annotator.store import open_store
 
-        return open_store(self.location, create=create)
+        engine = open_store(self.location, create=create)
+        try:
+            yield engine
+        finally:
+            engine.dispose()
 
     @property
     def show_progress(self) -> bool:

@@ -7,14 +7,13 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.table import Table
 
 from annotator.cli.common import state, stderr, stdout
 
 
-def metrics_table(metrics: dict[str, Any], title: str):  # type: ignore[no-untyped-def]
+def metrics_table(metrics: dict[str, Any], title: str) -> tuple[Table, Table]:
     """Rich tables: the summary scores, then precision/recall/F1/support per class."""
-    from rich.table import Table
-
     from model.metrics import SUMMARY_KEYS
 
     summary = Table(title=title)

@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
 
 from annotator.cli.common import progress_bar, state, stderr, stdout
+from annotator.vocabulary import PairOrigin
+from dataset.split import Split
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+    from annotator.export import ExportReport
+    from annotator.export import Progress as ExportProgress
+
+SPLITS = tuple(s.value for s in Split)
 
 
 def export_command(
@@ -54,7 +65,8 @@ def export_command(
 
     Example: annotator export dataset/ --min-per-class 10 --augment-below 100 --seed 7
     """
-    from dataset.export import ExportOptions, default_workers, export_dataset
+    from annotator.export import ExportOptions, default_workers, export_dataset
+    from annotator.store import unit_of_work
 
     app_state = state(ctx)
     options = ExportOptions(
@@ -69,50 +81,50 @@ def export_command(
         workers=workers or default_workers(),
         audio_root=audio_root,
     )
-    engine = app_state.engine()
-    if include_unreviewed:
-        stderr.print(
-            "Note: --include-unreviewed: pairs nobody reviewed are exported under their OSM label, standing in "
-            "for a human review (label_source=osm in metadata.csv).",
-            markup=False,
-        )
-    with progress_bar(app_state, "Selecting pairs", None) as bar:
-        task = bar.task_ids[0]
-
-        def progress(stage: str, n: int, total: int | None) -> None:
-            if total is not None:
-                bar.update(task, description=stage, total=total, completed=0)
-            bar.advance(task, n)
-
-        report = export_dataset(engine, app_state.location, out, options, progress=progress)
-    _print_summary(report, quiet=app_state.quiet)
+    with app_state.store() as engine, unit_of_work(engine) as work:
+        if include_unreviewed:
+            stderr.print(
+                "Note: --include-unreviewed: pairs nobody reviewed are exported under their OSM label, standing in "
+                "for a human review (label_source=osm in metadata.csv).",
+                markup=False,
+            )
+        with progress_bar(app_state, "Selecting pairs", None) as bar:
+            report = export_dataset(work, app_state.location, out, options, progress=_stage_progress(bar))
+    _print_summary(report)
     if verify:
-        from dataset.layout import verify_dataset
-
-        result = verify_dataset(report.out)
-        if not result.ok:
-            for kind, relpath in result.problems():
-                stdout.print(f"{kind}: {relpath}", markup=False)
-            stderr.print(f"Error: verification of {report.out} failed.", markup=False)
-            raise typer.Exit(1)
-        stdout.print(f"Verified: {result.checked} files match the manifest.", markup=False)
+        _verify(report.out)
 
 
-def _print_summary(report, *, quiet: bool) -> None:  # type: ignore[no-untyped-def]
-    from dataset.balance import OFFSET_NOTES, OFFSET_PROBLEMS
-    from dataset.selection import SKIP_REASONS
+def _stage_progress(bar: Progress) -> ExportProgress:
+    """An export progress callback driving the single task of `bar` through the export's stages."""
+    task = bar.task_ids[0]
 
+    def progress(stage: str, n: int, total: int | None) -> None:
+        if total is not None:
+            bar.update(task, description=stage, total=total, completed=0)
+        bar.advance(task, n)
+
+    return progress
+
+
+def _verify(out: Path) -> None:
+    """Re-hash the written dataset; print each problem and exit 1 when it does not match its manifest."""
+    from dataset.layout import verify_dataset
+
+    result = verify_dataset(out)
+    if not result.ok:
+        for kind, relpath in result.problems():
+            stdout.print(f"{kind}: {relpath}", markup=False)
+        stderr.print(f"Error: verification of {out} failed.", markup=False)
+        raise typer.Exit(1)
+    stdout.print(f"Verified: {result.checked} files match the manifest.", markup=False)
+
+
+def _summary_table(report: ExportReport) -> Table:
+    """Per class: originals, offsets, total and the split counts; then a row for all classes."""
     table = Table(title=f"Export to {report.out}")
-    for name, justify in (
-        ("class", "left"),
-        ("original", "right"),
-        ("offset", "right"),
-        ("total", "right"),
-        ("train", "right"),
-        ("val", "right"),
-        ("test", "right"),
-    ):
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for name in ("class", PairOrigin.ORIGINAL.value, PairOrigin.OFFSET.value, "total", *SPLITS):
+        table.add_column(name, justify="left" if name == "class" else "right")
     for cls, total in report.per_class.items():
         splits = report.per_class_split.get(cls, {})
         table.add_row(
@@ -120,38 +132,51 @@ def _print_summary(report, *, quiet: bool) -> None:  # type: ignore[no-untyped-d
             str(report.originals.get(cls, 0)),
             str(report.offsets.get(cls, 0)),
             str(total),
-            *(str(splits.get(s, 0)) for s in ("train", "val", "test")),
+            *(str(splits.get(s, 0)) for s in SPLITS),
         )
     table.add_row(
         "all",
         str(sum(report.originals.values())),
         str(sum(report.offsets.values())),
         str(report.total),
-        *(str(report.per_split.get(s, 0)) for s in ("train", "val", "test")),
+        *(str(report.per_split.get(s, 0)) for s in SPLITS),
     )
-    stdout.print(table)
+    return table
+
+
+def _print_offset_warnings(report: ExportReport) -> None:
+    from annotator.export import OFFSET_NOTES, OFFSET_PROBLEMS
+
+    offsets = report.offset_report
+    if offsets.created or offsets.reused:
+        stdout.print(f"Offset pairs: {offsets.created} made now, {offsets.reused} reused from the store.", markup=False)
+    for problem, n in sorted(offsets.problems.items()):
+        example = offsets.examples.get(problem)
+        stderr.print(
+            f"Warning: {n} offset pairs not made: {OFFSET_PROBLEMS.get(problem, problem)}"
+            + (f" (e.g. {example})." if example else "."),
+            markup=False,
+        )
+    for note, n in sorted(offsets.notes.items()):
+        stderr.print(
+            f"Warning: {n} offset pairs: {OFFSET_NOTES.get(note, note)} (e.g. {offsets.examples.get(note)}).",
+            markup=False,
+        )
+
+
+def _print_summary(report: ExportReport) -> None:
+    from annotator.export import SKIP_REASONS
+    from annotator.vocabulary import LabelSource
+
+    stdout.print(_summary_table(report))
     for cls, n in report.dropped.items():
         stdout.print(f"Dropped {cls}: {n} pairs (fewer than --min-per-class).", markup=False)
     for reason, n in sorted(report.skipped.items()):
         stdout.print(f"Left out {n} pairs: {SKIP_REASONS.get(reason, reason)}.", markup=False)
-    offsets = report.offset_report
-    if offsets.created or offsets.reused:
-        stdout.print(f"Offset pairs: {offsets.created} made now, {offsets.reused} reused from the store.", markup=False)
-    for reason, n in sorted(offsets.problems.items()):
-        example = offsets.examples.get(reason)
-        stderr.print(
-            f"Warning: {n} offset pairs not made: {OFFSET_PROBLEMS.get(reason, reason)}"
-            + (f" (e.g. {example})." if example else "."),
-            markup=False,
-        )
-    for reason, n in sorted(offsets.notes.items()):
-        stderr.print(
-            f"Warning: {n} offset pairs: {OFFSET_NOTES.get(reason, reason)} (e.g. {offsets.examples.get(reason)}).",
-            markup=False,
-        )
+    _print_offset_warnings(report)
     for sample_id, why in report.failed[:10]:
         stderr.print(f"Warning: sample {sample_id} left out, its media would not load: {why}", markup=False)
-    osm = report.label_sources.get("osm", 0)
+    osm = report.label_sources.get(LabelSource.OSM, 0)
     if osm:
         stdout.print(
             f"{osm} original pairs carry an OSM label instead of a human review (label_source=osm).", markup=False

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
 
 from annotator.cli.common import advance, progress_bar, state, stderr, stdout
+
+if TYPE_CHECKING:
+    from annotator.imagery import FillReport
+    from dataset.imagery.crop import Crop
 
 app = typer.Typer(help="Aerial imagery for pairs.", no_args_is_help=True)
 
@@ -35,28 +40,23 @@ def fill_command(
     Example: annotator imagery fill --imagery tiles/ --resolution-m 0.5
     """
     from annotator.imagery import count_pairs_to_fill, fill_missing_images
+    from annotator.store import unit_of_work
 
     app_state = state(ctx)
-    engine = app_state.engine()
-    with progress_bar(app_state, "Cutting images", count_pairs_to_fill(engine, retry_failed=retry_failed)) as bar:
-        report = fill_missing_images(
-            engine,
-            app_state.location,
-            imagery,
-            resolution_m=resolution_m,
-            retry_failed=retry_failed,
-            cache_dir=cache_dir,
-            user_agent=user_agent,
-            progress=lambda n: advance(bar, n),
-        )
-    table = Table(title=f"Imagery from {report.source}")
-    table.add_column("Pairs")
-    table.add_column("Count", justify="right")
-    table.add_row("filled", str(report.filled))
-    for reason, count in sorted(report.failed_by_reason.items()):
-        table.add_row(f"failed: {reason}", str(count))
-    table.add_row("already had an image" + ("" if retry_failed else " or failed before"), str(report.skipped))
-    stdout.print(table)
+    with app_state.store() as engine, unit_of_work(engine) as work:
+        total = count_pairs_to_fill(work.session, retry_failed=retry_failed)
+        with progress_bar(app_state, "Cutting images", total) as bar:
+            report = fill_missing_images(
+                work,
+                app_state.location,
+                imagery,
+                resolution_m=resolution_m,
+                retry_failed=retry_failed,
+                cache_dir=cache_dir,
+                user_agent=user_agent,
+                progress=lambda n: advance(bar, n),
+            )
+    stdout.print(_fill_table(report, retry_failed))
     if report.failed and not app_state.quiet:
         stderr.print(
             "Failed pairs keep their reason (pairs.image_error); fix the source and rerun with --retry-failed.",
@@ -81,13 +81,26 @@ def crop_command(
 
     Example: annotator imagery crop 60.403 26.806 --imagery tiles/ --out preview.jpg
     """
-    from dataset.imagery.crop import crop_at
-    from dataset.imagery.sources import open_source
-    from dataset.images import save_jpeg
+    from annotator.imagery import preview_crop
 
-    with open_source(imagery, cache_dir=cache_dir, user_agent=user_agent) as source:
-        crop = crop_at(source, lat, lon, size_px=size_px, resolution_m=resolution_m)
-    save_jpeg(crop.image, out)
+    crop = preview_crop(
+        imagery, lat, lon, out, size_px=size_px, resolution_m=resolution_m, cache_dir=cache_dir, user_agent=user_agent
+    )
+    stdout.print(_crop_table(crop, lat, lon, out))
+
+
+def _fill_table(report: FillReport, retry_failed: bool) -> Table:
+    table = Table(title=f"Imagery from {report.source}")
+    table.add_column("Pairs")
+    table.add_column("Count", justify="right")
+    table.add_row("filled", str(report.filled))
+    for reason, count in sorted(report.failed_by_reason.items()):
+        table.add_row(f"failed: {reason}", str(count))
+    table.add_row("already had an image" + ("" if retry_failed else " or failed before"), str(report.skipped))
+    return table
+
+
+def _crop_table(crop: Crop, lat: float, lon: float, out: Path) -> Table:
     west, south, east, north = crop.footprint
     table = Table(title=f"Crop at {lat:.6f}, {lon:.6f}")
     table.add_column("Field")
@@ -97,4 +110,4 @@ def crop_command(
     table.add_row("resolution (m/px)", f"{crop.resolution_m:g}")
     table.add_row("source resolution (m/px)", f"{crop.native_resolution_m:.3f}" + (" (upsampled)" * crop.upsampled))
     table.add_row("footprint W,S,E,N", f"{west:.6f}, {south:.6f}, {east:.6f}, {north:.6f}")
-    stdout.print(table)
+    return table

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
 
 from annotator.cli.common import advance, progress_bar, state, stderr, stdout
+
+if TYPE_CHECKING:
+    from annotator.ingest import ImportReport
 
 
 def import_command(
@@ -52,37 +56,34 @@ def import_command(
 
     Example: annotator import recordings.csv --audio-root sounds/ --imagery tiles/ --seed 7
     """
-    from annotator.ingest import default_rejects_path, import_manifest
+    from annotator.ingest import ImportOptions, import_recordings
+    from annotator.store import unit_of_work
 
     app_state = state(ctx)
-    location = app_state.location
-    engine = app_state.engine()
-    location.media_dir.mkdir(parents=True, exist_ok=True)
-    rejects_path = rejects or default_rejects_path(location)
-    with progress_bar(app_state, "Importing", None) as bar:
-        report = import_manifest(
-            engine,
-            location,
+    options = ImportOptions(
+        audio_root=audio_root, image_root=image_root, seed=seed, rejects_path=rejects, batch_size=batch_size
+    )
+    with (
+        app_state.store() as engine,
+        unit_of_work(engine) as work,
+        progress_bar(app_state, "Importing", None) as bar,
+    ):
+        report = import_recordings(
+            work,
+            app_state.location,
             manifest,
-            rejects_path=rejects_path,
-            audio_root=audio_root,
-            image_root=image_root,
-            seed=seed,
-            batch_size=batch_size,
-            on_start=lambda total: bar.update(bar.task_ids[0], total=total),
+            options,
+            imagery=imagery,
+            on_stage=lambda stage, total: bar.reset(bar.task_ids[0], total=total, description=stage),
             progress=lambda n: advance(bar, n),
         )
-    fill = None
-    if imagery is not None:
-        from annotator.imagery import fill_missing_images
-        from annotator.ingest.importer import count_pairs_needing_imagery
-        from annotator.store import session_scope
+    stdout.print(_summary_table(report))
+    stdout.print(f"{report.new} new, {report.unchanged} unchanged, {report.rejected_total} rejected.", markup=False)
+    if report.rejected_total and not app_state.quiet:
+        stderr.print(f"Rejected rows and their reasons: {report.rejects_path}", markup=False)
 
-        with progress_bar(app_state, "Cutting images", report.needs_imagery) as bar:
-            fill = fill_missing_images(engine, location, imagery, progress=lambda n: advance(bar, n))
-        with session_scope(engine) as session:
-            report.needs_imagery = count_pairs_needing_imagery(session)
 
+def _summary_table(report: ImportReport) -> Table:
     table = Table(title=f"Import of {report.manifest} ({report.format})")
     table.add_column("what")
     table.add_column("count", justify="right")
@@ -96,12 +97,9 @@ def import_command(
     table.add_row("rejected", str(report.rejected_total))
     for reason, count in sorted(report.rejected.items()):
         table.add_row(f"  {reason}", str(count))
-    if fill is not None:
-        table.add_row("images cut from the imagery source", str(fill.filled))
-        for reason, count in sorted(fill.failed_by_reason.items()):
-            table.add_row(f"  imagery failed: {reason}", str(count))
+    if report.fill is not None:
+        table.add_row("images cut from the imagery source", str(report.fill.filled))
+        for failure, count in sorted(report.fill.failed_by_reason.items()):
+            table.add_row(f"  imagery failed: {failure}", str(count))
     table.add_row("pairs needing imagery (whole store)", str(report.needs_imagery))
-    stdout.print(table)
-    stdout.print(f"{report.new} new, {report.unchanged} unchanged, {report.rejected_total} rejected.", markup=False)
-    if report.rejected_total and not app_state.quiet:
-        stderr.print(f"Rejected rows and their reasons: {report.rejects_path}", markup=False)
+    return table

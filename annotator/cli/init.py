@@ -16,8 +16,8 @@ def init_command(ctx: typer.Context) -> None:
 
     app_state = state(ctx)
     location = app_state.location
-    engine = app_state.engine(create=True)
-    before, after = upgrade_to_head(engine)
+    with app_state.store(create=True) as engine:
+        before, after = upgrade_to_head(engine)
     location.media_dir.mkdir(parents=True, exist_ok=True)
     where = location.sqlite_path or location.url.split("@")[-1]
     if before == after:

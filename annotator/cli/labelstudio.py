@@ -14,6 +14,9 @@ from rich.table import Table
 
 from annotator.cli.common import advance, progress_bar, state, stdout
 
+#: Label Studio's local-files document root, when it is a parent of the media dir (read as Label Studio reads it).
+FILES_ROOT_ENV = "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT"
+
 app = typer.Typer(help="Label Studio round trip: push pairs for review, pull the verdicts back.", no_args_is_help=True)
 
 URL_OPTION = typer.Option(
@@ -61,24 +64,25 @@ def push_command(
     """
     from annotator.labelstudio.client import connect
     from annotator.labelstudio.push import push_pairs
+    from annotator.store import unit_of_work
 
     app_state = state(ctx)
-    engine = app_state.engine()
-    conn = connect(ls_url, ls_api_key)
     # Label Studio's own setting, when its local-files root is a parent of the media dir (default: the media dir).
-    files_root = os.environ.get("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT") or None
-    with progress_bar(app_state, "Pushing tasks", None) as progress:
-        report = push_pairs(
-            engine,
-            app_state.location,
-            conn,
-            title=project,
-            media_base_url=media_base_url,
-            batch_size=batch_size,
-            files_root=Path(files_root) if files_root else None,
-            on_batch=lambda n: advance(progress, n),
-            on_total=lambda n: progress.update(progress.task_ids[0], total=n),
-        )
+    files_root = os.environ.get(FILES_ROOT_ENV) or None
+    with app_state.store() as engine:
+        conn = connect(ls_url, ls_api_key)
+        with unit_of_work(engine) as work, progress_bar(app_state, "Pushing tasks", None) as progress:
+            report = push_pairs(
+                work,
+                app_state.location,
+                conn,
+                title=project,
+                media_base_url=media_base_url,
+                batch_size=batch_size,
+                files_root=Path(files_root) if files_root else None,
+                on_batch=lambda n: advance(progress, n),
+                on_total=lambda n: progress.update(progress.task_ids[0], total=n),
+            )
     rows: list[tuple[str, object]] = [
         ("Label Studio", report.url),
         ("project", f"{report.title} (id {report.ls_project_id})"),
@@ -108,12 +112,13 @@ def pull_command(
     """
     from annotator.labelstudio.client import connect
     from annotator.labelstudio.pull import pull_reviews
+    from annotator.store import unit_of_work
 
     app_state = state(ctx)
-    engine = app_state.engine()
-    conn = connect(ls_url, ls_api_key)
-    with progress_bar(app_state, "Pulling tasks", None) as progress:
-        report = pull_reviews(engine, conn, full=full, on_page=lambda n: advance(progress, n))
+    with app_state.store() as engine:
+        conn = connect(ls_url, ls_api_key)
+        with unit_of_work(engine) as work, progress_bar(app_state, "Pulling tasks", None) as progress:
+            report = pull_reviews(work, conn, full=full, on_page=lambda n: advance(progress, n))
     if report.projects == 0:
         stdout.print(
             f"Nothing to pull: the store has pushed nothing to {report.url} yet (run `annotator ls push`).",

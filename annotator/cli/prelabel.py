@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
+from rich.table import Table
 
 from annotator.cli.common import advance, progress_bar, state, stderr, stdout
+from annotator.osm import DEFAULT_OVERPASS_URL
+from annotator.vocabulary import SceneClass
 
-DEFAULT_OVERPASS_URL = "https://overpass-api.de/api/interpreter"
+if TYPE_CHECKING:
+    from annotator.osm.prelabel import PrelabelReport
 
 
 def prelabel_command(
@@ -39,39 +44,39 @@ def prelabel_command(
     Example: annotator prelabel --user-agent "annotator (me@example.org)"
     """
     from annotator.osm.decide import DecisionOptions
-    from annotator.osm.overpass import DEFAULT_USER_AGENT, OverpassClient, OverpassOptions
-    from annotator.osm.prelabel import ExtractSource, FeatureSource, OverpassSource, prelabel_pairs
-    from annotator.vocabulary import SceneClass
+    from annotator.osm.overpass import OverpassOptions
+    from annotator.osm.prelabel import feature_source, prelabel_pairs
+    from annotator.store import unit_of_work
 
     if overpass_url is not None and osm_file is not None:
         raise typer.BadParameter("give either --overpass-url or --osm-file, not both", param_hint="--osm-file")
     app_state = state(ctx)
-    engine = app_state.engine()
-    source: FeatureSource
-    if osm_file is not None:
-        source = ExtractSource(osm_file)
-    else:
-        options = OverpassOptions(
-            url=overpass_url or DEFAULT_OVERPASS_URL,
-            user_agent=user_agent or DEFAULT_USER_AGENT,
-            timeout_s=timeout_s,
-            max_attempts=retries + 1,
-            query_timeout_s=max(1, int(timeout_s * 0.9)),  # the server gives up before the socket does
-        )
-        source = OverpassSource(OverpassClient(options))
-    with progress_bar(app_state, "Pre-labelling", None) as bar:
+    overpass = OverpassOptions.from_flags(url=overpass_url, user_agent=user_agent, timeout_s=timeout_s, retries=retries)
+    source = feature_source(osm_file, overpass)
+    with (
+        app_state.store() as engine,
+        unit_of_work(engine) as work,
+        progress_bar(app_state, "Pre-labelling", None) as bar,
+    ):
         report = prelabel_pairs(
-            engine,
+            work,
             source,
             options=DecisionOptions(radius_m=radius_m),
             cell_km=cell_km,
             force=force,
             progress=lambda n: advance(bar, n),
         )
-    engine.dispose()
+    stdout.print(_report_table(report))
+    summary = f"{report.pairs_todo} pair(s) without evidence looked up"
+    if osm_file is None:
+        summary += f", {report.clusters} cluster(s), {report.requests} request(s), {report.cache_hits} from the cache"
+    stdout.print(summary)
+    if report.error:
+        stderr.print(f"Error: {report.error}", markup=False, highlight=False)
+        raise typer.Exit(1)
 
-    from rich.table import Table
 
+def _report_table(report: PrelabelReport) -> Table:
     table = Table(title=f"OSM pre-labels from {report.source}")
     table.add_column("class")
     table.add_column("pairs", justify="right")
@@ -81,11 +86,4 @@ def prelabel_command(
     table.add_row("(no class: matched nothing)", str(report.unmatched))
     if report.left_unlabelled:
         table.add_row("(left for the next run)", str(report.left_unlabelled))
-    stdout.print(table)
-    summary = f"{report.pairs_todo} pair(s) without evidence looked up"
-    if osm_file is None:
-        summary += f", {report.clusters} cluster(s), {report.requests} request(s), {report.cache_hits} from the cache"
-    stdout.print(summary)
-    if report.error:
-        stderr.print(f"Error: {report.error}", markup=False, highlight=False)
-        raise typer.Exit(1)
+    return table

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
 
 from annotator.cli.common import state, stdout
+
+if TYPE_CHECKING:
+    from annotator.status import StoreStatus
 
 
 def status_command(
@@ -21,13 +25,20 @@ def status_command(
     from annotator.status import collect_status
     from annotator.store import session_scope
 
-    engine = state(ctx).engine()
-    with session_scope(engine) as session:
+    with state(ctx).store() as engine, session_scope(engine) as session:
         status = collect_status(session)
     if as_json:
         typer.echo(json.dumps(status.to_json(), indent=2, sort_keys=False))
         return
+    for table in (_overview(status), _per_class(status), _correction_matrix(status)):
+        if table is not None:
+            stdout.print(table)
+    if status.last_export:
+        last = status.last_export
+        stdout.print(f"Last export: {last['out_path']} ({last['created_at']})", markup=False)
 
+
+def _overview(status: StoreStatus) -> Table:
     overview = Table(title="Store", show_header=True)
     overview.add_column("what")
     overview.add_column("count", justify="right")
@@ -39,30 +50,31 @@ def status_command(
         overview.add_row(f"pairs {key.replace('_', ' ')}", str(value))
     for key, value in status.stages.items():
         overview.add_row(f"stage {key.replace('_', ' ')}", str(value))
-    stdout.print(overview)
+    return overview
 
-    if any(v["osm"] or v["final"] for v in status.per_class.values()):
-        per_class = Table(title="Per class")
-        per_class.add_column("class")
-        per_class.add_column("OSM label", justify="right")
-        per_class.add_column("final (human)", justify="right")
-        for cls, counts in status.per_class.items():
-            per_class.add_row(cls, str(counts["osm"]), str(counts["final"]))
-        per_class.add_row("(no OSM class)", str(status.stages["osm_unlabelled"]), "")
-        per_class.add_row("(not pre-labelled)", str(status.stages["imported"] - status.stages["prelabelled"]), "")
-        stdout.print(per_class)
 
-    if any(any(row) for row in status.correction_counts):
-        matrix = Table(title="OSM label (rows) → human final label (columns)")
-        matrix.add_column("OSM \\ human")
-        short = [c[:6] for c in status.correction_columns]
-        for name in short:
-            matrix.add_column(name, justify="right")
-        for label, row in zip(status.correction_rows, status.correction_counts, strict=True):
-            if any(row):
-                matrix.add_row(label, *[str(n) if n else "·" for n in row])
-        stdout.print(matrix)
+def _per_class(status: StoreStatus) -> Table | None:
+    if not any(v["osm"] or v["final"] for v in status.per_class.values()):
+        return None
+    per_class = Table(title="Per class")
+    per_class.add_column("class")
+    per_class.add_column("OSM label", justify="right")
+    per_class.add_column("final (human)", justify="right")
+    for cls, counts in status.per_class.items():
+        per_class.add_row(cls, str(counts["osm"]), str(counts["final"]))
+    per_class.add_row("(no OSM class)", str(status.stages["osm_unlabelled"]), "")
+    per_class.add_row("(not pre-labelled)", str(status.stages["imported"] - status.stages["prelabelled"]), "")
+    return per_class
 
-    if status.last_export:
-        last = status.last_export
-        stdout.print(f"Last export: {last['out_path']} ({last['created_at']})", markup=False)
+
+def _correction_matrix(status: StoreStatus) -> Table | None:
+    if not any(any(row) for row in status.correction_counts):
+        return None
+    matrix = Table(title="OSM label (rows) → human final label (columns)")
+    matrix.add_column("OSM \\ human")
+    for name in (c[:6] for c in status.correction_columns):
+        matrix.add_column(name, justify="right")
+    for label, row in zip(status.correction_rows, status.correction_counts, strict=True):
+        if any(row):
+            matrix.add_row(label, *[str(n) if n else "·" for n in row])
+    return matrix

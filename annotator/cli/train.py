@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from annotator.cli.common import AppState, progress_bar, state, stderr, stdout
+from annotator.errors import StoreError
+from model.config import TrainConfig
+
+if TYPE_CHECKING:
+    from model.train import TrainResult
 
 
 def train_command(
@@ -50,7 +55,6 @@ def train_command(
     Example: annotator train export/ --out runs/fusion --epochs 2 --batch-size 16 --device cpu --seed 7
     """
     from annotator.cli.evaluate import metrics_table
-    from model.config import TrainConfig
     from model.train import train
 
     app_state = state(ctx)
@@ -90,41 +94,20 @@ def train_command(
         stderr.print("recorded the run in the store", markup=False)
 
 
-def _record_run(app_state: AppState, dataset: Path, result: Any, params: dict[str, Any]) -> bool:
-    """Add a TrainingRun row when a store exists; training on a bare dataset folder never creates one."""
-    from annotator.errors import StoreError
-    from annotator.store import TrainingRun, open_store, session_scope
+def _record_run(app_state: AppState, dataset: Path, result: TrainResult, params: dict[str, Any]) -> bool:
+    """Record the run when a store exists; training on a bare dataset folder never creates one.
 
-    location = app_state.location
-    if location.sqlite_path is not None and not location.sqlite_path.exists():
+    A store that cannot be opened (a server database that is down or not initialised) is skipped the same way:
+    RUN_DIR already holds everything the run produced.
+    """
+    from annotator.store import session_scope
+    from annotator.training import record_training_run, store_exists
+
+    if not store_exists(app_state.location):
         return False
     try:
-        engine = open_store(location)
+        with app_state.store() as engine, session_scope(engine) as session:
+            record_training_run(session, dataset, result, params)
     except StoreError:
         return False
-    try:
-        manifest = dataset / "manifest.json"
-        sha = None
-        if manifest.is_file():
-            import hashlib
-
-            sha = hashlib.sha256(manifest.read_bytes()).hexdigest()
-        test = {k: v for k, v in result.test_metrics.items() if k not in ("per_class", "classes")}
-        with session_scope(engine) as session:
-            session.add(
-                TrainingRun(
-                    dataset_path=str(dataset.resolve()),
-                    dataset_manifest_sha256=sha,
-                    run_dir=str(result.run_dir.resolve()),
-                    params=params,
-                    metrics={
-                        "test": test,
-                        "best_epoch": result.best_epoch,
-                        "val_weighted_f1": result.val_metrics.get("weighted_f1"),
-                    },
-                    checkpoint_path=str(result.checkpoint_path.resolve()),
-                )
-            )
-    finally:
-        engine.dispose()
     return True

@@ -11,12 +11,11 @@ every run.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
 from annotator.demo.world import Cell, bounds, cells
+from annotator.files import atomic_write_text
 from annotator.osm.tags import CANONICAL_TAGS
 from annotator.vocabulary import SceneClass
 
@@ -52,8 +51,9 @@ class _Writer:
             self.nodes.append(f"  <node {attrs}/>")
         return node_id
 
-    def way(self, points: list[tuple[float, float]], tags: dict[str, str], *, version: int, timestamp: str,
-            closed: bool) -> int:
+    def way(
+        self, points: list[tuple[float, float]], tags: dict[str, str], *, version: int, timestamp: str, closed: bool
+    ) -> int:
         refs = [self.node(lat, lon, timestamp=timestamp) for lat, lon in points]
         if closed:
             refs.append(refs[0])
@@ -77,11 +77,17 @@ def _map_cell(writer: _Writer, cell: Cell, index: int, unmapped_tags: dict[str, 
     lat, lon = cell.centre
     if cell.osm is SceneClass.BRIDGE:
         road = [(lat, cell.west), (lat, cell.east)]
-        writer.way(road, {"highway": "secondary", "bridge": "yes", "layer": "1"}, version=2, timestamp=timestamp,
-                   closed=False)
+        writer.way(
+            road, {"highway": "secondary", "bridge": "yes", "layer": "1"}, version=2, timestamp=timestamp, closed=False
+        )
     elif cell.osm is SceneClass.TRAIN_STATION:
-        writer.node(lat, lon, version=3, timestamp=timestamp,
-                    tags={"railway": "station", "public_transport": "station", "train": "yes", "name": "Demo"})
+        writer.node(
+            lat,
+            lon,
+            version=3,
+            timestamp=timestamp,
+            tags={"railway": "station", "public_transport": "station", "train": "yes", "name": "Demo"},
+        )
     elif cell.osm is SceneClass.AIRPORT:
         runway = [(lat, cell.west + 0.1 * (cell.east - cell.west)), (lat, cell.east - 0.1 * (cell.east - cell.west))]
         writer.way(runway, {"aeroway": "runway", "ref": "09/27"}, version=2, timestamp=timestamp, closed=False)
@@ -108,12 +114,5 @@ def write_demo_osm(out_path: Path) -> Path:
             "",
         ]
     )
-    fd, tmp = tempfile.mkstemp(dir=out_path.parent, prefix=".demo-osm-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, out_path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(out_path, text)
     return out_path

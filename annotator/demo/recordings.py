@@ -24,8 +24,13 @@ MARGIN_M = 160.0
 LICENSE = "CC0-1.0"
 AUTHOR = "annotator demo"
 #: (suffix, soundfile format, subtype) cycled through the recordings.
-FORMATS = ((".wav", "WAV", "PCM_16"), (".flac", "FLAC", "PCM_16"), (".ogg", "OGG", "VORBIS"),
-           (".mp3", "MP3", "MPEG_LAYER_III"), (".aiff", "AIFF", "PCM_16"))
+FORMATS = (
+    (".wav", "WAV", "PCM_16"),
+    (".flac", "FLAC", "PCM_16"),
+    (".ogg", "OGG", "VORBIS"),
+    (".mp3", "MP3", "MPEG_LAYER_III"),
+    (".aiff", "AIFF", "PCM_16"),
+)
 DURATIONS_S = (2.0, 4.5, 8.0, 10.0, 12.0, 20.0)
 SAMPLE_RATES = (16000, 22050, 32000, 44100)
 UNMAPPED_TONE_HZ = 150.0
@@ -40,8 +45,9 @@ def _point_in_cell(cell: Cell, rng: np.random.Generator) -> tuple[float, float]:
     return round(lat, 7), round(lon, 7)
 
 
-def _write_sound(path: Path, fmt: str, subtype: str, duration_s: float, sr: int, channels: int, freq: float,
-                 rng: np.random.Generator) -> None:
+def _write_sound(
+    path: Path, fmt: str, subtype: str, duration_s: float, sr: int, channels: int, freq: float, rng: np.random.Generator
+) -> None:
     frames = round(duration_s * sr)
     t = np.arange(frames) / sr
     tone = sum(np.sin(2 * np.pi * freq * k * t + rng.uniform(0, np.pi)) / k for k in (1, 2, 3))
@@ -74,8 +80,17 @@ def write_demo_recordings(out_dir: Path, seed: int = 0) -> Path:
         name = f"{rid}{suffix}"
         _write_sound(audio_dir / name, fmt, subtype, duration, sr, channels, freq, rng)
         lat, lon = _point_in_cell(cell, rng)
-        rows.append({"recording_id": rid, "lat": lat, "lon": lon, "audio": f"audio/{name}", "license": LICENSE,
-                     "author": AUTHOR, "source_url": ""})
+        rows.append(
+            {
+                "recording_id": rid,
+                "lat": lat,
+                "lon": lon,
+                "audio": f"audio/{name}",
+                "license": LICENSE,
+                "author": AUTHOR,
+                "source_url": "",
+            }
+        )
         n += 1
 
     unmapped = 0
@@ -91,13 +106,23 @@ def write_demo_recordings(out_dir: Path, seed: int = 0) -> Path:
     first = cells()[0]
     add("demo-too-short", first, 300.0, duration_s=1.5)
     lat, lon = _point_in_cell(first, rng)
-    rows.append({"recording_id": "demo-missing-file", "lat": lat, "lon": lon, "audio": "audio/not-recorded.wav",
-                 "license": LICENSE, "author": AUTHOR, "source_url": ""})
+    rows.append(
+        {
+            "recording_id": "demo-missing-file",
+            "lat": lat,
+            "lon": lon,
+            "audio": "audio/not-recorded.wav",
+            "license": LICENSE,
+            "author": AUTHOR,
+            "source_url": "",
+        }
+    )
 
     manifest = out_dir / "manifest.csv"
     with manifest.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=["recording_id", "lat", "lon", "audio", "license", "author",
-                                                "source_url"])
+        writer = csv.DictWriter(
+            fh, fieldnames=["recording_id", "lat", "lon", "audio", "license", "author", "source_url"]
+        )
         writer.writeheader()
         writer.writerows(rows)
     return manifest

@@ -50,7 +50,7 @@ CLASS_COLOURS: dict[SceneClass, tuple[int, int, int]] = {
 UNMAPPED_COLOUR = (128, 128, 128)
 
 #: Fundamental frequency (Hz) of each class's demo sound (a harmonic tone plus class-coloured noise).
-CLASS_TONES_HZ: dict[SceneClass, float] = {c: 180.0 * (1.19 ** i) for i, c in enumerate(SceneClass)}
+CLASS_TONES_HZ: dict[SceneClass, float] = {c: 180.0 * (1.19**i) for i, c in enumerate(SceneClass)}
 
 
 @dataclass(frozen=True)

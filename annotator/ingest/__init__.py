@@ -1,6 +1,20 @@
-"""Importing geotagged recordings: manifest readers, row checks, the importer and the rejects file (SPEC §5)."""
+"""Importing geotagged recordings: manifest readers, row checks, the importer and the rejects file (SPEC §5).
 
-from annotator.ingest.importer import ImportReport, import_manifest
+:func:`import_recordings` is the whole ``annotator import`` job (import, optional imagery fill, recount);
+:func:`import_manifest` is the import alone.
+"""
+
+from annotator.ingest.importer import import_manifest
+from annotator.ingest.outcome import ImportReport, RowOutcome
 from annotator.ingest.rejects import default_rejects_path
+from annotator.ingest.workflow import ImportOptions, ImportStage, import_recordings
 
-__all__ = ["ImportReport", "default_rejects_path", "import_manifest"]
+__all__ = [
+    "ImportOptions",
+    "ImportReport",
+    "ImportStage",
+    "RowOutcome",
+    "default_rejects_path",
+    "import_manifest",
+    "import_recordings",
+]

@@ -7,12 +7,7 @@ import os
 from pathlib import Path
 
 from annotator.errors import BadManifestRow
-
-MISSING_ID = "missing_id"
-MISSING_COORDINATES = "missing_coordinates"
-BAD_COORDINATES = "bad_coordinates"
-COORDINATES_OUT_OF_RANGE = "coordinates_out_of_range"
-PATH_ESCAPES_ROOT = "path_escapes_root"
+from annotator.vocabulary import RejectReason
 
 
 def parse_coordinates(lat_text: str | None, lon_text: str | None) -> tuple[float, float]:
@@ -24,21 +19,21 @@ def parse_coordinates(lat_text: str | None, lon_text: str | None) -> tuple[float
     """
     if lat_text is None or lon_text is None:
         missing = [name for name, text in (("lat", lat_text), ("lon", lon_text)) if text is None]
-        raise BadManifestRow(MISSING_COORDINATES, f"no {' and '.join(missing)} given")
-    values = []
+        raise BadManifestRow(RejectReason.MISSING_COORDINATES, f"no {' and '.join(missing)} given")
+    values: list[float] = []
     for name, text in (("lat", lat_text), ("lon", lon_text)):
         try:
             value = float(text)
         except ValueError:
-            raise BadManifestRow(BAD_COORDINATES, f"{name} {text!r} is not a number") from None
+            raise BadManifestRow(RejectReason.BAD_COORDINATES, f"{name} {text!r} is not a number") from None
         if not math.isfinite(value):
-            raise BadManifestRow(BAD_COORDINATES, f"{name} {text!r} is not a finite number")
+            raise BadManifestRow(RejectReason.BAD_COORDINATES, f"{name} {text!r} is not a finite number")
         values.append(value)
     lat, lon = values
     if abs(lat) > 90:
-        raise BadManifestRow(COORDINATES_OUT_OF_RANGE, f"lat {lat} is outside -90..90")
+        raise BadManifestRow(RejectReason.COORDINATES_OUT_OF_RANGE, f"lat {lat} is outside -90..90")
     if abs(lon) > 180:
-        raise BadManifestRow(COORDINATES_OUT_OF_RANGE, f"lon {lon} is outside -180..180")
+        raise BadManifestRow(RejectReason.COORDINATES_OUT_OF_RANGE, f"lon {lon} is outside -180..180")
     return lat, lon
 
 
@@ -57,5 +52,5 @@ def resolve_in_root(root: Path, value: str, what: str = "path") -> tuple[Path, s
     root_abs = os.path.abspath(root)
     candidate = os.path.normpath(value if os.path.isabs(value) else os.path.join(root_abs, value))
     if os.path.commonpath([root_abs, candidate]) != root_abs or candidate == root_abs:
-        raise BadManifestRow(PATH_ESCAPES_ROOT, f"{what} {value!r} is outside {root_abs}")
+        raise BadManifestRow(RejectReason.PATH_ESCAPES_ROOT, f"{what} {value!r} is outside {root_abs}")
     return Path(candidate), Path(os.path.relpath(candidate, root_abs)).as_posix()

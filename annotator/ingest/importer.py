@@ -9,216 +9,173 @@ different → reported (``changed_file`` / ``changed_metadata``), never overwrit
 
 from __future__ import annotations
 
-from collections import Counter, deque
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-import numpy as np
-from sqlalchemy import Engine, delete, func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from annotator.config import StoreLocation
 from annotator.errors import BadManifestRow
-from annotator.ingest.checks import MISSING_ID, parse_coordinates, resolve_in_root
-from annotator.ingest.manifest import Manifest, ManifestRow, open_manifest
-from annotator.ingest.rejects import RejectsWriter
-from annotator.store.models import ImportReject, Pair, Recording
-from dataset.audio import MISSING_FILE, AudioInfo, probe_audio, read_clip_source, sha256_file, write_wav_pcm16
-from dataset.images import normalise_image, save_jpeg
+from annotator.ingest.manifest import ManifestRow, open_manifest
+from annotator.ingest.outcome import ImportReport, RowOutcome, RowResult
+from annotator.ingest.rejects import RejectsWriter, open_rejects
+from annotator.ingest.rows import PreparedRow, RowImporter
+from annotator.store.engine import UnitOfWork
+from annotator.store.models import ImportReject, Pair
+from annotator.vocabulary import ImageStatus, RejectReason
 
-if TYPE_CHECKING:
-    from PIL import Image
-
-MIN_DURATION_S = 2.0
 BATCH_SIZE = 200
-CLIPS_DIR = "clips"
-IMAGES_DIR = "images"
 
-TOO_SHORT = "too_short"
-DUPLICATE_ID = "duplicate_id"
-CHANGED_FILE = "changed_file"
-CHANGED_METADATA = "changed_metadata"
-
-STATUS_ACCEPTED = "accepted"
-STATUS_REJECTED = "rejected"
-IMAGE_PRESENT = "present"
-IMAGE_NEEDED = "needs_imagery"
-IMAGE_SOURCE_MANIFEST = "manifest"
-ORIGIN_ORIGINAL = "original"
-
-#: Coordinates closer than this (degrees, ~1 cm) count as the same place on a re-import.
-_SAME_PLACE_DEG = 1e-7
+#: A row on its way through the pipeline: decoding on a worker, or already decided on the main thread.
+_Pending = tuple[ManifestRow, Future[PreparedRow] | RowResult]
 
 
-@dataclass
-class ImportReport:
-    """What one import did."""
+class ManifestImport:
+    """One import of one manifest: the state its steps share, and one method per step.
 
-    manifest: str
-    format: str
-    rejects_path: Path
-    rows: int = 0
-    new: int = 0
-    unchanged: int = 0
-    duplicates_skipped: int = 0  # identical repeated rows
-    looped: int = 0  # new pairs whose recording was looped to reach 10 s
-    with_image: int = 0  # new pairs with an image from the manifest
-    rejected: Counter[str] = field(default_factory=Counter)
-    needs_imagery: int = 0  # pairs in the whole store still without an image after the import
+    Every row goes through :meth:`_triage` (duplicate check, cheap checks and the store lookup, main thread),
+    then, when it is a new recording, :class:`RowImporter.prepare` on a worker thread, then :meth:`_finish`
+    (store, count, reject, batch commit, main thread). Rows are finished strictly in manifest order; only the
+    decoding runs ahead, at most ``2 * workers`` rows ahead of the main thread (libsndfile, hashlib and Pillow
+    release the GIL).
 
-    @property
-    def rejected_total(self) -> int:
-        return sum(self.rejected.values())
-
-
-@dataclass(frozen=True)
-class _Outcome:
-    kind: str  # "new", "unchanged", "too_short", "duplicate"
-    looped: bool = False
-    with_image: bool = False
-    detail: str = ""
-
-
-@dataclass
-class _Prepared:
-    """A new recording, decoded off the main thread: its row, header, clip window and image (if any)."""
-
-    recording: Recording
-    info: AudioInfo
-    clip: np.ndarray | None = None  # None: too short, no pair
-    start_s: float = 0.0
-    looped: bool = False
-    image: Image.Image | None = None
-
-
-class _RowImporter:
-    """Turns one manifest row into store rows and media files (inside the caller's session)."""
+    Args:
+        work: The caller's unit of work; :meth:`_commit_batch` commits it every ``batch_size`` finished rows.
+        rows: Turns one row into store rows and media files.
+        rejects: The rejects file being written.
+        report: The report the rows are counted in.
+        batch_size: Rows per committed batch.
+        progress: Called with 1 after each finished row.
+    """
 
     def __init__(
-        self, location: StoreLocation, manifest: Manifest, audio_root: Path, image_root: Path, seed: int
+        self,
+        work: UnitOfWork,
+        rows: RowImporter,
+        rejects: RejectsWriter,
+        report: ImportReport,
+        *,
+        batch_size: int = BATCH_SIZE,
+        progress: Callable[[int], None] | None = None,
     ) -> None:
-        self.location = location
-        self.manifest_name = manifest.path.name
-        self.audio_root = audio_root
-        self.image_root = image_root
-        self.seed = seed
+        self.work = work
+        self.session: Session = work.session
+        self.rows = rows
+        self.rejects = rejects
+        self.report = report
+        self.batch_size = batch_size
+        self.progress = progress
+        self.manifest_name = report.manifest
+        # id -> (fingerprint, line) of every row seen in this manifest: ~100 bytes per row, to spot duplicates.
+        self._seen: dict[str, tuple[bytes, int]] = {}
+        # (line, reason) of the rejects stored by earlier imports of this manifest; lines a rerun has fixed.
+        self._stored_rejects = self._load_stored_rejects()
+        self._earlier_lines = {line for line, _ in self._stored_rejects}
+        self._cleared_lines: list[int] = []
 
-    def plan(self, session: Session, row: ManifestRow) -> _Outcome | Callable[[], _Prepared]:
-        """Cheap checks and the store lookup, on the main thread.
+    def run(self, manifest_rows: Iterable[ManifestRow], *, workers: int = 2) -> ImportReport:
+        """Import every row, commit the last batch and count the pairs still needing imagery."""
+        window = max(1, 2 * workers)
+        pending: deque[_Pending] = deque()
+        with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="import") as pool:
+            try:
+                for row in manifest_rows:
+                    pending.append((row, self._triage(row, pool)))
+                    while len(pending) > window:
+                        self._finish(*pending.popleft())
+                while pending:
+                    self._finish(*pending.popleft())
+            finally:
+                for _, work in pending:  # interrupted: do not decode what will never be stored
+                    if isinstance(work, Future):
+                        work.cancel()
+        self._commit_batch()
+        self.report.needs_imagery = count_pairs_needing_imagery(self.session)
+        return self.report
 
-        Returns the outcome when the row needs no decoding (a re-imported recording), else the heavy work
-        (probe, hash, decode, image) as a callable that touches no session and may run on a worker thread.
-        """
-        if row.problem is not None and row.problem[0] != MISSING_FILE:
-            raise BadManifestRow(*row.problem)
-        if row.recording_id is None:
-            raise BadManifestRow(MISSING_ID, "no recording_id given")
-        lat, lon = parse_coordinates(row.lat, row.lon)
-        if row.problem is not None:  # the reader found no file for it (Freesound): coordinates were checked first
-            raise BadManifestRow(*row.problem)
-        if row.audio is None:
-            raise BadManifestRow(MISSING_FILE, "no audio path given")
-        audio_path, audio_rel = resolve_in_root(self.audio_root, row.audio, "audio")
-        image_path = resolve_in_root(self.image_root, row.image, "image")[0] if row.image else None
+    def _load_stored_rejects(self) -> set[tuple[int, str]]:
+        query = select(ImportReject.line, ImportReject.reason).where(ImportReject.manifest == self.manifest_name)
+        return {(line, reason) for line, reason in self.session.execute(query)}
 
-        existing = session.scalar(
-            select(Recording).where(Recording.source == row.source, Recording.source_id == row.recording_id)
-        )
-        if existing is not None:
-            return self._compare(existing, audio_path, lat, lon)
-        return partial(self._prepare, row, audio_path, audio_rel, image_path, lat, lon)
-
-    def _prepare(
-        self, row: ManifestRow, audio_path: Path, audio_rel: str, image_path: Path | None, lat: float, lon: float
-    ) -> _Prepared:
-        """The heavy, session-free part of a new row: probe, hash, decode the clip window, normalise the image."""
-        info = probe_audio(audio_path)
-        sha256 = sha256_file(audio_path)
-        recording = Recording(
-            source=row.source,
-            source_id=row.recording_id,
-            lat=lat,
-            lon=lon,
-            original_path=audio_rel,
-            sha256=sha256,
-            file_format=info.format,
-            sample_rate=info.sample_rate,
-            channels=info.channels,
-            frames=info.frames,
-            duration_s=info.duration_s,
-            license=row.license,
-            author=row.author,
-            source_url=row.source_url,
-            manifest=self.manifest_name,
-        )
-        if info.duration_s < MIN_DURATION_S:
-            return _Prepared(recording, info)
-        image = normalise_image(image_path) if image_path is not None else None
-        key = f"{recording.source}:{recording.source_id}"
-        clip, start_s, looped = read_clip_source(audio_path, info, seed=self.seed, key=key)
-        return _Prepared(recording, info, clip, start_s, looped, image)
-
-    def store(self, session: Session, prepared: _Prepared) -> _Outcome:
-        """Add the prepared rows to the session and write their media files (main thread)."""
-        recording, info = prepared.recording, prepared.info
-        if prepared.clip is None:
-            # A real recording, kept so status can count it, but it gets no pair.
-            recording.status, recording.reject_reason = STATUS_REJECTED, TOO_SHORT
-            session.add(recording)
-            return _Outcome("too_short", detail=f"{info.duration_s:.3f} s is shorter than {MIN_DURATION_S} s")
-        return self._add_pair(session, prepared)
-
-    def _compare(self, existing: Recording, audio_path: Path, lat: float, lon: float) -> _Outcome:
-        if abs(existing.lat - lat) > _SAME_PLACE_DEG or abs(existing.lon - lon) > _SAME_PLACE_DEG:
-            raise BadManifestRow(
-                CHANGED_METADATA,
-                f"stored at ({existing.lat}, {existing.lon}), the manifest now says ({lat}, {lon}); "
-                "the stored recording is kept",
-            )
+    def _triage(self, row: ManifestRow, pool: ThreadPoolExecutor) -> Future[PreparedRow] | RowResult:
+        """Decide the row on the main thread, or hand its decoding to a worker."""
+        repeated = self._repeat_of_earlier_row(row)
+        if repeated is not None:
+            return repeated
         try:
-            sha256 = sha256_file(audio_path)
-        except OSError as exc:
-            raise BadManifestRow(MISSING_FILE, f"cannot read {audio_path}: {exc.strerror}") from None
-        if sha256 != existing.sha256:
-            raise BadManifestRow(
-                CHANGED_FILE,
-                f"{audio_path.name} differs from the file imported before (sha256 {existing.sha256[:12]}…, "
-                f"now {sha256[:12]}…); the stored recording is kept",
-            )
-        return _Outcome("unchanged", detail=existing.status)
+            planned = self.rows.plan(self.session, row)
+        except BadManifestRow as exc:
+            return RowResult.from_error(exc)
+        return planned if isinstance(planned, RowResult) else pool.submit(planned)
 
-    def _add_pair(self, session: Session, prepared: _Prepared) -> _Outcome:
-        recording, info, image = prepared.recording, prepared.info, prepared.image
-        recording.status = STATUS_ACCEPTED
-        recording.looped = prepared.looped
-        pair = Pair(
-            recording=recording,
-            origin=ORIGIN_ORIGINAL,
-            lat=recording.lat,
-            lon=recording.lon,
-            clip_start_s=prepared.start_s,
-            clip_seed=self.seed,
-            clip_sample_rate=info.sample_rate,
-            image_status=IMAGE_NEEDED,
+    def _repeat_of_earlier_row(self, row: ManifestRow) -> RowResult | None:
+        """An identical repeat is skipped; the same id with other data is a ``duplicate_id`` reject."""
+        if row.recording_id is None or row.problem is not None:
+            return None
+        fingerprint = row.fingerprint()
+        first = self._seen.get(row.recording_id)
+        if first is None:
+            self._seen[row.recording_id] = (fingerprint, row.line)
+            return None
+        if first[0] == fingerprint:
+            return RowResult(RowOutcome.DUPLICATE_SKIPPED)
+        return RowResult.rejected(
+            RejectReason.DUPLICATE_ID, f"{row.recording_id} is already on line {first[1]} with other data"
         )
-        session.add(recording)
-        session.add(pair)
-        session.flush()  # the pair id names its files
-        pair.clip_path = f"{CLIPS_DIR}/{pair.id}.wav"
-        write_wav_pcm16(self.location.media_dir / pair.clip_path, prepared.clip, info.sample_rate)
-        if image is not None:
-            pair.image_path = f"{IMAGES_DIR}/{pair.id}.jpg"
-            save_jpeg(image, self.location.media_dir / pair.image_path)
-            pair.image_status, pair.image_source = IMAGE_PRESENT, IMAGE_SOURCE_MANIFEST
-        return _Outcome("new", looped=prepared.looped, with_image=image is not None)
+
+    def _finish(self, row: ManifestRow, work: Future[PreparedRow] | RowResult) -> None:
+        """Store the row (main thread, manifest order), count it, and commit when a batch is full."""
+        result = work if isinstance(work, RowResult) else self._store(work)
+        self._record(row, result)
+        if self.report.rows % self.batch_size == 0:
+            self._commit_batch()
+        if self.progress is not None:
+            self.progress(1)
+
+    def _store(self, prepared: Future[PreparedRow]) -> RowResult:
+        try:
+            return self.rows.store(self.session, prepared.result())
+        except BadManifestRow as exc:
+            return RowResult.from_error(exc)
+
+    def _record(self, row: ManifestRow, result: RowResult) -> None:
+        """Count the result; write a rejected row out; note a line whose earlier reject the rerun fixed."""
+        self.report.count(result)
+        if result.outcome is RowOutcome.REJECTED:
+            assert result.reason is not None
+            self._reject(row, result.reason, result.detail)
+        elif result.outcome in (RowOutcome.NEW, RowOutcome.UNCHANGED) and row.line in self._earlier_lines:
+            self._cleared_lines.append(row.line)
+
+    def _reject(self, row: ManifestRow, reason: RejectReason, detail: str) -> None:
+        self.rejects.write(row.line, row.recording_id, reason, detail)
+        if (row.line, reason) in self._stored_rejects:
+            return
+        self._stored_rejects.add((row.line, reason))
+        self.session.add(
+            ImportReject(
+                manifest=self.manifest_name, line=row.line, recording_ref=row.recording_id, reason=reason, detail=detail
+            )
+        )
+
+    def _commit_batch(self) -> None:
+        """Drop the rejects the batch fixed, commit, and forget the batch's objects so memory stays flat."""
+        if self._cleared_lines:
+            self.session.execute(
+                delete(ImportReject).where(
+                    ImportReject.manifest == self.manifest_name, ImportReject.line.in_(self._cleared_lines)
+                )
+            )
+            self._cleared_lines.clear()
+        self.work.commit_batch()
+        self.session.expunge_all()
 
 
 def import_manifest(
-    engine: Engine,
+    work: UnitOfWork,
     location: StoreLocation,
     manifest_path: Path,
     *,
@@ -231,17 +188,17 @@ def import_manifest(
     on_start: Callable[[int | None], None] | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> ImportReport:
-    """Import every row of a manifest; long batch job: commits every `batch_size` rows.
+    """Import every row of a manifest; long batch job: ``work.commit_batch()`` every `batch_size` rows.
 
     Args:
-        engine: The store (at head).
+        work: The caller's unit of work on the store (at head); the last batch is committed here too.
         location: Where media files go (``clips/<pair_id>.wav``, ``images/<pair_id>.jpg``).
         manifest_path: CSV, JSON Lines or Freesound search-results JSON.
         rejects_path: The rejects CSV to write (line, recording_id, reason, detail); replaced atomically.
         audio_root: Folder relative audio paths resolve against (default: the manifest's folder).
         image_root: Folder relative image paths resolve against (default: the manifest's folder).
         seed: Seeds every clip window together with the recording id.
-        batch_size: Rows per transaction.
+        batch_size: Rows per committed batch.
         workers: Threads that probe, hash and decode new recordings ahead of the main thread.
         on_start: Called once with the (approximate) number of rows, before the first row.
         progress: Called with 1 after each row.
@@ -255,120 +212,16 @@ def import_manifest(
     manifest_path = Path(manifest_path)
     manifest = open_manifest(manifest_path, audio_root=audio_root)
     base = manifest_path.parent
-    import_row = _RowImporter(location, manifest, audio_root or base, image_root or base, seed)
+    rows = RowImporter(location, manifest_path.name, audio_root or base, image_root or base, seed)
     report = ImportReport(manifest=manifest_path.name, format=manifest.format, rejects_path=Path(rejects_path))
     if on_start is not None:
         on_start(manifest.approx_rows)
-    # id -> (fingerprint, line) of every row seen in this manifest: ~100 bytes per row, to spot duplicates.
-    seen: dict[str, tuple[bytes, int]] = {}
-    with Session(engine) as session, RejectsWriter(rejects_path) as rejects:
-        earlier_rejects = {
-            (line, reason)
-            for line, reason in session.execute(
-                select(ImportReject.line, ImportReject.reason).where(ImportReject.manifest == manifest_path.name)
-            )
-        }
-        earlier_lines = {line for line, _ in earlier_rejects}
-        cleared_lines: list[int] = []
-
-        def reject(row: ManifestRow, reason: str, detail: str) -> None:
-            report.rejected[reason] += 1
-            rejects.write(row.line, row.recording_id, reason, detail)
-            if (row.line, reason) not in earlier_rejects:
-                earlier_rejects.add((row.line, reason))
-                session.add(
-                    ImportReject(
-                        manifest=manifest_path.name,
-                        line=row.line,
-                        recording_ref=row.recording_id,
-                        reason=reason,
-                        detail=detail,
-                    )
-                )
-
-        def commit() -> None:
-            if cleared_lines:
-                session.execute(
-                    delete(ImportReject).where(
-                        ImportReject.manifest == manifest_path.name, ImportReject.line.in_(cleared_lines)
-                    )
-                )
-                cleared_lines.clear()
-            session.commit()
-            session.expunge_all()
-
-        def finish(row: ManifestRow, work: Future[_Prepared] | _Outcome | BadManifestRow) -> None:
-            try:
-                if isinstance(work, BadManifestRow):
-                    raise work
-                outcome = work if isinstance(work, _Outcome) else import_row.store(session, work.result())
-            except BadManifestRow as exc:
-                reject(row, exc.reason, exc.detail)
-            else:
-                if outcome.kind == "duplicate":  # an identical repeated row: counted when it was met
-                    pass
-                elif outcome.kind == "too_short":
-                    reject(row, TOO_SHORT, outcome.detail)
-                elif outcome.kind == "unchanged":
-                    report.unchanged += 1
-                    if row.line in earlier_lines and outcome.detail == STATUS_ACCEPTED:
-                        cleared_lines.append(row.line)
-                else:
-                    report.new += 1
-                    report.looped += outcome.looped
-                    report.with_image += outcome.with_image
-                    if row.line in earlier_lines:
-                        cleared_lines.append(row.line)
-            report.rows += 1
-            if report.rows % batch_size == 0:
-                commit()
-            _tick(progress)
-
-        # Rows are finished strictly in manifest order; only decoding runs ahead, on `workers` threads
-        # (libsndfile, hashlib and Pillow release the GIL), at most `window` rows ahead of the main thread.
-        window = max(1, 2 * workers)
-        pending: deque[tuple[ManifestRow, Future[_Prepared] | _Outcome | BadManifestRow]] = deque()
-        with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="import") as pool:
-            try:
-                for row in manifest.rows():
-                    if row.recording_id is not None and row.problem is None:
-                        fingerprint = row.fingerprint()
-                        first = seen.get(row.recording_id)
-                        if first is not None:
-                            if first[0] == fingerprint:
-                                report.duplicates_skipped += 1
-                                work: Future[_Prepared] | _Outcome | BadManifestRow = _Outcome("duplicate")
-                            else:
-                                work = BadManifestRow(
-                                    DUPLICATE_ID, f"{row.recording_id} is already on line {first[1]} with other data"
-                                )
-                            pending.append((row, work))
-                            continue
-                        seen[row.recording_id] = (fingerprint, row.line)
-                    try:
-                        planned = import_row.plan(session, row)
-                        work = planned if isinstance(planned, _Outcome) else pool.submit(planned)
-                    except BadManifestRow as exc:
-                        work = exc
-                    pending.append((row, work))
-                    while len(pending) > window:
-                        finish(*pending.popleft())
-                while pending:
-                    finish(*pending.popleft())
-            finally:
-                for _, work in pending:  # interrupted: do not decode what will never be stored
-                    if isinstance(work, Future):
-                        work.cancel()
-        commit()
-        report.needs_imagery = count_pairs_needing_imagery(session)
-    return report
-
-
-def _tick(progress: Callable[[int], None] | None) -> None:
-    if progress is not None:
-        progress(1)
+    with open_rejects(rejects_path) as rejects:
+        job = ManifestImport(work, rows, rejects, report, batch_size=batch_size, progress=progress)
+        return job.run(manifest.rows(), workers=workers)
 
 
 def count_pairs_needing_imagery(session: Session) -> int:
     """Pairs in the store whose image is not present yet."""
-    return session.scalar(select(func.count()).select_from(Pair).where(Pair.image_status != IMAGE_PRESENT)) or 0
+    query = select(func.count()).select_from(Pair).where(Pair.image_status != ImageStatus.PRESENT)
+    return session.scalar(query) or 0

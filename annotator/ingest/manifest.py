@@ -14,18 +14,14 @@ import json
 import os
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from annotator.errors import BadManifest
+from annotator.vocabulary import RecordingSource, RejectReason
 
 REQUIRED_COLUMNS = ("recording_id", "lat", "lon", "audio")
 OPTIONAL_COLUMNS = ("image", "license", "author", "source_url")
-#: Reason code of a row the reader itself cannot make sense of (a JSON line that is not an object, …).
-BAD_ROW = "bad_row"
-
-SOURCE_MANIFEST = "manifest"
-SOURCE_FREESOUND = "freesound"
 
 
 @dataclass(frozen=True)
@@ -33,7 +29,7 @@ class ManifestRow:
     """One row as written in the manifest (strings, or None where a field is absent or empty)."""
 
     line: int  # 1-based data row number (header excluded)
-    source: str  # "manifest" or "freesound"
+    source: RecordingSource
     recording_id: str | None
     lat: str | None
     lon: str | None
@@ -42,7 +38,12 @@ class ManifestRow:
     license: str | None = None
     author: str | None = None
     source_url: str | None = None
-    problem: tuple[str, str] | None = None  # (reason, detail) when the reader already knows the row is bad
+    problem: tuple[RejectReason, str] | None = None  # (reason, detail) when the reader already knows it is bad
+
+    @classmethod
+    def unreadable(cls, line: int, source: RecordingSource, detail: str) -> ManifestRow:
+        """A row the reader cannot make sense of (a JSON line that is not an object, …): ``bad_row``."""
+        return cls(line, source, None, None, None, None, problem=(RejectReason.BAD_ROW, detail))
 
     def fingerprint(self) -> bytes:
         """A short digest of the row's data, to tell an identical duplicate from a conflicting one."""
@@ -90,7 +91,7 @@ def _count_lines(path: Path) -> int:
     return count
 
 
-def _row_from_mapping(line: int, source: str, values: dict[str, object]) -> ManifestRow:
+def _row_from_mapping(line: int, source: RecordingSource, values: dict[str, object]) -> ManifestRow:
     return ManifestRow(
         line=line,
         source=source,
@@ -125,7 +126,7 @@ def _open_csv(path: Path) -> Manifest:
             for line, cells in enumerate(reader, start=1):
                 if not any(cell.strip() for cell in cells):
                     continue
-                yield _row_from_mapping(line, SOURCE_MANIFEST, dict(zip(columns, cells, strict=False)))
+                yield _row_from_mapping(line, RecordingSource.MANIFEST, dict(zip(columns, cells, strict=False)))
 
     return Manifest(path, "csv", tuple(columns), max(_count_lines(path) - 1, 0), rows())
 
@@ -160,18 +161,16 @@ def _open_jsonl(path: Path) -> Manifest:
                 try:
                     obj = json.loads(text)
                 except json.JSONDecodeError as exc:
-                    yield ManifestRow(line, SOURCE_MANIFEST, None, None, None, None, problem=(BAD_ROW, str(exc)))
+                    yield ManifestRow.unreadable(line, RecordingSource.MANIFEST, str(exc))
                     continue
                 if not isinstance(obj, dict):
-                    yield ManifestRow(
-                        line, SOURCE_MANIFEST, None, None, None, None, problem=(BAD_ROW, "not a JSON object")
-                    )
+                    yield ManifestRow.unreadable(line, RecordingSource.MANIFEST, "not a JSON object")
                     continue
                 values = {str(k).strip().lower(): v for k, v in obj.items()}
-                row = _row_from_mapping(line, SOURCE_MANIFEST, values)
+                row = _row_from_mapping(line, RecordingSource.MANIFEST, values)
                 absent = [c for c in ("recording_id", "audio") if c not in values]
                 if absent:
-                    row = ManifestRow(**{**row.__dict__, "problem": (BAD_ROW, f"no {', '.join(absent)} field")})
+                    row = replace(row, problem=(RejectReason.BAD_ROW, f"no {', '.join(absent)} field"))
                 yield row
 
     return Manifest(path, "jsonl", tuple(columns), _count_lines(path), rows())
@@ -221,7 +220,7 @@ def _open_freesound(path: Path, document: object, audio_root: Path) -> Manifest:
     def rows() -> Iterator[ManifestRow]:
         for line, result in enumerate(results, start=1):
             if not isinstance(result, dict):
-                yield ManifestRow(line, SOURCE_FREESOUND, None, None, None, None, problem=(BAD_ROW, "not an object"))
+                yield ManifestRow.unreadable(line, RecordingSource.FREESOUND, "not an object")
                 continue
             sound_id = _clean(result.get("id"))
             geotag = _clean(result.get("geotag"))
@@ -230,13 +229,16 @@ def _open_freesound(path: Path, document: object, audio_root: Path) -> Manifest:
                 parts = geotag.replace(",", " ").split()
                 # A malformed geotag goes on as text in both fields, to be reported as bad coordinates.
                 lat, lon = parts if len(parts) == 2 else (geotag, geotag)
-            problem = None
+            problem: tuple[RejectReason, str] | None = None
             audio = files.get(sound_id or "")
             if sound_id and audio is None:
-                problem = ("missing_file", f"no file named {sound_id}.* or {sound_id}_*.* under {audio_root}")
+                problem = (
+                    RejectReason.MISSING_FILE,
+                    f"no file named {sound_id}.* or {sound_id}_*.* under {audio_root}",
+                )
             yield ManifestRow(
                 line=line,
-                source=SOURCE_FREESOUND,
+                source=RecordingSource.FREESOUND,
                 recording_id=sound_id,
                 lat=lat,
                 lon=lon,

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import csv
-import os
-import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from types import TracebackType
+from typing import TextIO
 
 from annotator.config import StoreLocation
+from annotator.files import atomic_path
 
 REJECTS_COLUMNS = ("line", "recording_id", "reason", "detail")
 
@@ -22,19 +23,11 @@ def default_rejects_path(location: StoreLocation) -> Path:
 
 
 class RejectsWriter:
-    """Writes the rejects CSV to a temporary file and renames it into place only when the import finishes.
+    """Appends rejected rows to an open rejects CSV (made by :func:`open_rejects`)."""
 
-    A killed or failed import therefore never leaves a half-written rejects file behind under the final name.
-    Use as a context manager: the file is committed on a clean exit and discarded on an exception.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
+    def __init__(self, handle: TextIO) -> None:
         self.count = 0
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, self._tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-        self._fh = os.fdopen(fd, "w", newline="", encoding="utf-8")
-        self._writer = csv.writer(self._fh)
+        self._writer = csv.writer(handle)
         self._writer.writerow(REJECTS_COLUMNS)
 
     def write(self, line: int, recording_id: str | None, reason: str, detail: str) -> None:
@@ -42,23 +35,12 @@ class RejectsWriter:
         self._writer.writerow((line, recording_id or "", reason, detail))
         self.count += 1
 
-    def commit(self) -> None:
-        """Close the file and move it to its final name."""
-        self._fh.close()
-        os.replace(self._tmp, self.path)
 
-    def discard(self) -> None:
-        """Close and delete the temporary file."""
-        self._fh.close()
-        Path(self._tmp).unlink(missing_ok=True)
+@contextmanager
+def open_rejects(path: Path) -> Iterator[RejectsWriter]:
+    """A :class:`RejectsWriter` on a temporary file that is renamed onto `path` only when the block succeeds.
 
-    def __enter__(self) -> RejectsWriter:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if exc_type is None:
-            self.commit()
-        else:
-            self.discard()
+    A killed or failed import therefore never leaves a half-written rejects file behind under the final name.
+    """
+    with atomic_path(Path(path), suffix=".tmp") as tmp, tmp.open("w", newline="", encoding="utf-8") as handle:
+        yield RejectsWriter(handle)

@@ -16,6 +16,9 @@ from annotator.errors import LabelStudioAuthError, LabelStudioProjectGone, Label
 
 if TYPE_CHECKING:
     from label_studio_sdk import LabelStudio
+    from label_studio_sdk.core.pagination import SyncPager
+    from label_studio_sdk.types.paginated_role_based_task_list import PaginatedRoleBasedTaskList
+    from label_studio_sdk.types.role_based_task import RoleBasedTask
 
 ENV_URL = "LABEL_STUDIO_URL"
 ENV_KEY = "LABEL_STUDIO_API_KEY"
@@ -82,8 +85,7 @@ def translate_errors(url: str, api_key: str, *, project_id: int | None = None) -
         ) from None
     except ValueError as exc:  # JSON decoding of a non-Label-Studio answer (an HTML page at the wrong URL)
         raise LabelStudioUnavailable(
-            f"the server at {url} does not answer like Label Studio ({_scrub(str(exc), api_key)[:120]}); "
-            "check --ls-url"
+            f"the server at {url} does not answer like Label Studio ({_scrub(str(exc), api_key)[:120]}); check --ls-url"
         ) from None
 
 
@@ -110,14 +112,17 @@ def connect(url: str | None, api_key: str | None, *, timeout_s: float = TIMEOUT_
     return Connection(url=url, client=client, api_key=api_key, user_id=user_id)
 
 
-def iter_task_pages(conn: Connection, ls_project_id: int, *, page_size: int, query: str | None = None,
-                    fields: str = "all") -> Iterator[list[dict[str, Any]]]:
+def iter_task_pages(
+    conn: Connection, ls_project_id: int, *, page_size: int, query: str | None = None, fields: str = "all"
+) -> Iterator[list[dict[str, Any]]]:
     """Pages of a project's tasks as dicts. Stops at the last page (the SDK's pager asks one page too far: 404)."""
     page, seen = 1, 0
+    pager: SyncPager[RoleBasedTask, PaginatedRoleBasedTaskList]
     while True:
         with conn.errors(project_id=ls_project_id):
-            pager = conn.client.tasks.list(project=ls_project_id, page=page, page_size=page_size, fields=fields,
-                                           query=query)
+            pager = conn.client.tasks.list(
+                project=ls_project_id, page=page, page_size=page_size, fields=fields, query=query
+            )
         items = [t if isinstance(t, dict) else t.model_dump() for t in (pager.items or [])]
         if items:
             yield items

@@ -95,11 +95,12 @@ def prediction(label: SceneClass | str, *, model_version: str, score: float) -> 
 
 @lru_cache(maxsize=64)
 def _validated_prediction_result(label: str) -> tuple[dict[str, Any], ...]:
-    pred = {"model_version": "check", "score": 0.5, "result": [_region(VERDICT, label=[label])]}
+    result = [_region(VERDICT, label=[label])]
+    pred = {"model_version": "check", "score": 0.5, "result": result}
     errors = label_interface().validate_prediction(pred, return_errors=True)
     if errors:
         raise PayloadError(f"prediction does not validate: {errors}")
-    return tuple(pred["result"])
+    return tuple(result)
 
 
 def _values(result: list[dict[str, Any]] | None, control: str, key: str) -> list[str]:

@@ -1,7 +1,8 @@
 """`annotator ls pull [--full]`: Label Studio annotations → review rows and final labels (SPEC §7).
 
-Long batch job: takes an engine and commits once per page of tasks (the checkpoint only at the end, so an
-interrupted pull is simply repeated; rows are unique on (annotation id, updated_at), so nothing is doubled).
+A long batch job in the caller's :class:`~annotator.store.UnitOfWork`: one committed batch per page of tasks, and
+the checkpoint row of each project last (so an interrupted pull is simply repeated; rows are unique on
+(annotation id, updated_at), so nothing is doubled).
 
 * Incremental (default): tasks whose ``updated_at`` is after the last checkpoint, filtered server-side on
   ``filter:tasks:updated_at`` in the exact ``%Y-%m-%dT%H:%M:%S.%fZ`` format Label Studio requires. The checkpoint
@@ -23,23 +24,23 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from annotator.labelstudio import config as lsconfig
 from annotator.labelstudio.client import Connection, iter_task_pages
-from annotator.labelstudio.push import OSM_LABEL_KEY
+from annotator.labelstudio.tasks import OSM_LABEL_KEY
 from annotator.review import refresh_final_labels
-from annotator.store.engine import session_scope
+from annotator.store.engine import UnitOfWork
 from annotator.store.models import LabelStudioProject, LabelStudioPull, LabelStudioTask, Review, utcnow
-from annotator.vocabulary import Verdict
+from annotator.vocabulary import PullMode, ReviewOutcome, Verdict
 
 #: The only datetime format Label Studio's task filter accepts (others → HTTP 500).
 LS_FILTER_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 PAGE_SIZE = 500
-INCREMENTAL, FULL = "incremental", "full"
 
 
 @dataclass
@@ -47,14 +48,14 @@ class PullReport:
     """What a pull did, summed over the projects of this Label Studio URL."""
 
     url: str
-    mode: str
+    mode: PullMode
     projects: int = 0
     tasks_seen: int = 0
     reviews_added: int = 0
     reviews_retracted: int = 0
     unknown_tasks: int = 0  # tasks the store never pushed (made in Label Studio by hand): ignored
     final_labels_changed: int = 0
-    outcomes: dict[str, int] = field(default_factory=dict)
+    outcomes: dict[ReviewOutcome, int] = field(default_factory=dict)
 
 
 def parse_ls_datetime(value: Any) -> datetime | None:
@@ -72,15 +73,15 @@ def format_checkpoint(stamp: datetime) -> str:
     return stamp.astimezone(UTC).strftime(LS_FILTER_FORMAT)
 
 
-def outcome_of(verdict: str, predicted: str | None) -> str:
+def outcome_of(verdict: str, predicted: str | None) -> ReviewOutcome:
     """accepted / corrected relative to the prediction; labelled without one; unusable; skipped."""
-    if verdict == Verdict.SKIPPED.value:
-        return "skipped"
-    if verdict == Verdict.UNUSABLE.value:
-        return "unusable"
+    if verdict == Verdict.SKIPPED:
+        return ReviewOutcome.SKIPPED
+    if verdict == Verdict.UNUSABLE:
+        return ReviewOutcome.UNUSABLE
     if predicted is None:
-        return "labelled"
-    return "accepted" if verdict == predicted else "corrected"
+        return ReviewOutcome.LABELLED
+    return ReviewOutcome.ACCEPTED if verdict == predicted else ReviewOutcome.CORRECTED
 
 
 def _annotator_of(annotation: dict[str, Any], emails: dict[int, str]) -> str:
@@ -92,8 +93,6 @@ def _annotator_of(annotation: dict[str, Any], emails: dict[int, str]) -> str:
 
 def server_now(conn: Connection) -> datetime | None:
     """The server's clock (HTTP Date of /health, truncated to the second), or None when it sends none."""
-    from email.utils import parsedate_to_datetime
-
     request = urllib.request.Request(f"{conn.url}/health")
     with conn.errors(), urllib.request.urlopen(request, timeout=30) as response:
         date = response.headers.get("Date")
@@ -103,8 +102,9 @@ def server_now(conn: Connection) -> datetime | None:
 def export_pages(conn: Connection, ls_project_id: int) -> Iterator[list[dict[str, Any]]]:
     """Every task of a project with its annotations and predictions, via the JSON export, in pages."""
     with conn.errors(project_id=ls_project_id):
-        body = b"".join(conn.client.projects.exports.download_sync(
-            ls_project_id, export_type="JSON", download_all_tasks=True))
+        body = b"".join(
+            conn.client.projects.exports.download_sync(ls_project_id, export_type="JSON", download_all_tasks=True)
+        )
         tasks = json.loads(body)
     for start in range(0, len(tasks), PAGE_SIZE):
         yield tasks[start : start + PAGE_SIZE]
@@ -126,8 +126,11 @@ def _task_query(since: str | None) -> str | None:
 def _last_checkpoint(session: Session, project: LabelStudioProject) -> str | None:
     return session.scalar(
         select(LabelStudioPull.checkpoint)
-        .where(LabelStudioPull.project_id == project.id, LabelStudioPull.finished_at.is_not(None),
-               LabelStudioPull.checkpoint.is_not(None))
+        .where(
+            LabelStudioPull.project_id == project.id,
+            LabelStudioPull.finished_at.is_not(None),
+            LabelStudioPull.checkpoint.is_not(None),
+        )
         .order_by(LabelStudioPull.id.desc())
         .limit(1)
     )
@@ -138,7 +141,7 @@ class _ProjectPull:
     """State of pulling one project: counters and the newest task `updated_at` seen."""
 
     row_id: int
-    mode: str
+    mode: PullMode
     started_at: datetime
     checkpoint: str | None
     newest: datetime | None = None
@@ -158,8 +161,42 @@ def predicted_label(task: dict[str, Any]) -> str | None:
     return label if isinstance(label, str) and label in lsconfig.VERDICT_CHOICES else None
 
 
-def _apply_task(session: Session, project_id: int, task: dict[str, Any], pair_id: int, state: _ProjectPull,
-                outcomes: dict[str, int], emails: dict[int, str], held: list[Review]) -> None:
+def _verdict_of(annotation: dict[str, Any]) -> str:
+    """The class value or ``unusable`` an annotation chose; a skip (or nothing valid chosen) is ``skipped``."""
+    if annotation.get("was_cancelled"):
+        return Verdict.SKIPPED.value
+    return lsconfig.read_verdict(annotation.get("result")) or Verdict.SKIPPED.value
+
+
+def _review_of(
+    annotation: dict[str, Any], *, pair_id: int, project_id: int, task_id: int, predicted: str | None, annotator: str
+) -> Review:
+    """One version of an annotation as a review row."""
+    verdict = _verdict_of(annotation)
+    return Review(
+        pair_id=pair_id,
+        project_id=project_id,
+        ls_task_id=task_id,
+        ls_annotation_id=int(annotation["id"]),
+        annotator=annotator,
+        verdict=verdict,
+        outcome=outcome_of(verdict, predicted),
+        predicted_label=predicted,
+        comment=lsconfig.read_comment(annotation.get("result")),
+        ls_created_at=parse_ls_datetime(annotation.get("created_at")),
+        ls_updated_at=parse_ls_datetime(annotation.get("updated_at")),
+    )
+
+
+def _apply_task(
+    session: Session,
+    task: dict[str, Any],
+    pair_id: int,
+    state: _ProjectPull,
+    report: PullReport,
+    emails: dict[int, str],
+    held: list[Review],
+) -> None:
     """Store new annotation versions of one task and retract the annotations it no longer has.
 
     `held`: the store's reviews of this task (all versions), loaded per page by the caller.
@@ -168,24 +205,21 @@ def _apply_task(session: Session, project_id: int, task: dict[str, Any], pair_id
     known = {(r.ls_annotation_id, r.ls_updated_at) for r in held}
     present: set[int] = set()
     for annotation in task.get("annotations") or []:
-        ann_id = int(annotation["id"])
-        present.add(ann_id)
-        updated = parse_ls_datetime(annotation.get("updated_at"))
-        if (ann_id, updated) in known:
+        version = (int(annotation["id"]), parse_ls_datetime(annotation.get("updated_at")))
+        present.add(version[0])
+        if version in known:
             continue
-        if annotation.get("was_cancelled"):
-            verdict = Verdict.SKIPPED.value
-        else:
-            verdict = lsconfig.read_verdict(annotation.get("result")) or Verdict.SKIPPED.value
-        outcome = outcome_of(verdict, predicted)
-        session.add(Review(
-            pair_id=pair_id, project_id=project_id, ls_task_id=int(task["id"]), ls_annotation_id=ann_id,
-            annotator=_annotator_of(annotation, emails), verdict=verdict, outcome=outcome, predicted_label=predicted,
-            comment=lsconfig.read_comment(annotation.get("result")),
-            ls_created_at=parse_ls_datetime(annotation.get("created_at")), ls_updated_at=updated,
-        ))
-        known.add((ann_id, updated))
-        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+        review = _review_of(
+            annotation,
+            pair_id=pair_id,
+            project_id=state.row_id,
+            task_id=int(task["id"]),
+            predicted=predicted,
+            annotator=_annotator_of(annotation, emails),
+        )
+        session.add(review)
+        known.add(version)
+        report.outcomes[review.outcome] = report.outcomes.get(review.outcome, 0) + 1
         state.added += 1
     now = utcnow()
     for review in held:
@@ -205,91 +239,133 @@ def _retract_missing_tasks(session: Session, project_id: int, seen: set[int]) ->
     return count, pairs
 
 
-def pull_project(engine: Engine, conn: Connection, project_id: int, *, full: bool, report: PullReport,
-                 emails: dict[int, str], on_page: Callable[[int], None] | None = None) -> None:
-    """Pull one project into the store (commits per page; checkpoint row at the end)."""
-    with session_scope(engine) as session:
-        project = session.get(LabelStudioProject, project_id)
-        assert project is not None
-        ls_id = project.ls_project_id
-        checkpoint = None if full else _last_checkpoint(session, project)
-        task_to_pair = dict(session.execute(
+def _task_pages(
+    conn: Connection, ls_project_id: int, mode: PullMode, since: str | None
+) -> Iterator[list[dict[str, Any]]]:
+    """A full pull reads the JSON export; an incremental one lists the tasks updated after `since`."""
+    if mode is PullMode.FULL:
+        return export_pages(conn, ls_project_id)
+    return iter_task_pages(conn, ls_project_id, page_size=PAGE_SIZE, query=_task_query(since))
+
+
+def _apply_page(
+    session: Session,
+    project_id: int,
+    tasks: list[dict[str, Any]],
+    task_to_pair: dict[int, int],
+    state: _ProjectPull,
+    report: PullReport,
+    emails: dict[int, str],
+) -> None:
+    """Store one page of tasks and refresh the final labels of the pairs it changed."""
+    held: dict[int, list[Review]] = {}
+    for review in session.scalars(
+        select(Review).where(Review.project_id == project_id, Review.ls_task_id.in_([int(t["id"]) for t in tasks]))
+    ):
+        held.setdefault(review.ls_task_id, []).append(review)
+    touched: set[int] = set()
+    for task in tasks:
+        state.seen_tasks.add(int(task["id"]))
+        stamp = parse_ls_datetime(task.get("updated_at"))
+        if stamp is not None and (state.newest is None or stamp > state.newest):
+            state.newest = stamp
+        pair_id = task_to_pair.get(int(task["id"]))
+        if pair_id is None:
+            report.unknown_tasks += 1
+            continue
+        before = (state.added, state.retracted)
+        _apply_task(session, task, pair_id, state, report, emails, held.get(int(task["id"]), []))
+        if (state.added, state.retracted) != before:
+            touched.add(pair_id)
+    session.flush()
+    report.final_labels_changed += refresh_final_labels(session, touched)
+    state.tasks_seen += len(tasks)
+
+
+def _finish(session: Session, state: _ProjectPull, report: PullReport, server_start: datetime | None) -> None:
+    """After the last page: a full pull retracts reviews of vanished tasks; then the checkpoint row is added."""
+    if state.mode is PullMode.FULL:
+        count, pairs = _retract_missing_tasks(session, state.row_id, state.seen_tasks)
+        state.retracted += count
+        session.flush()
+        report.final_labels_changed += refresh_final_labels(session, pairs)
+    # Up to what the server had when this pull began: a task changed while we paged has a later updated_at.
+    if state.newest is not None and server_start is not None:
+        state.newest = min(state.newest, server_start)
+    newest = format_checkpoint(state.newest) if state.newest else state.checkpoint
+    if state.checkpoint and newest and newest < state.checkpoint:
+        newest = state.checkpoint
+    session.add(
+        LabelStudioPull(
+            project_id=state.row_id,
+            mode=state.mode,
+            started_at=state.started_at,
+            finished_at=utcnow(),
+            checkpoint=newest,
+            tasks_seen=state.tasks_seen,
+            reviews_added=state.added,
+            reviews_retracted=state.retracted,
+        )
+    )
+
+
+def pull_project(
+    work: UnitOfWork,
+    conn: Connection,
+    project: LabelStudioProject,
+    *,
+    mode: PullMode,
+    report: PullReport,
+    emails: dict[int, str],
+    on_page: Callable[[int], None] | None = None,
+) -> None:
+    """Pull one project into the store: one committed batch per page, then one for the checkpoint row."""
+    session = work.session
+    checkpoint = None if mode is PullMode.FULL else _last_checkpoint(session, project)
+    task_to_pair = dict(
+        session.execute(
             select(LabelStudioTask.ls_task_id, LabelStudioTask.pair_id).where(LabelStudioTask.project_id == project.id)
-        ).all())
-    state = _ProjectPull(row_id=project_id, mode=FULL if full else INCREMENTAL, started_at=utcnow(),
-                         checkpoint=checkpoint)
-    since = checkpoint
+        ).all()
+    )
+    state = _ProjectPull(row_id=project.id, mode=mode, started_at=utcnow(), checkpoint=checkpoint)
     server_start = server_now(conn)
-    pages = export_pages(conn, ls_id) if full else iter_task_pages(conn, ls_id, page_size=PAGE_SIZE,
-                                                                    query=_task_query(since))
-    for tasks in pages:
-        touched: set[int] = set()
-        with session_scope(engine) as session:
-            held: dict[int, list[Review]] = {}
-            for review in session.scalars(select(Review).where(
-                    Review.project_id == project_id, Review.ls_task_id.in_([int(t["id"]) for t in tasks]))):
-                held.setdefault(review.ls_task_id, []).append(review)
-            for task in tasks:
-                state.seen_tasks.add(int(task["id"]))
-                stamp = parse_ls_datetime(task.get("updated_at"))
-                if stamp is not None and (state.newest is None or stamp > state.newest):
-                    state.newest = stamp
-                pair_id = task_to_pair.get(int(task["id"]))
-                if pair_id is None:
-                    report.unknown_tasks += 1
-                    continue
-                before = (state.added, state.retracted)
-                _apply_task(session, project_id, task, pair_id, state, report.outcomes, emails,
-                            held.get(int(task["id"]), []))
-                if (state.added, state.retracted) != before:
-                    touched.add(pair_id)
-            session.flush()
-            report.final_labels_changed += refresh_final_labels(session, touched)
-        state.tasks_seen += len(tasks)
+    for tasks in _task_pages(conn, project.ls_project_id, mode, checkpoint):
+        _apply_page(session, project.id, tasks, task_to_pair, state, report, emails)
+        work.commit_batch()
         if on_page is not None:
             on_page(len(tasks))
-    with session_scope(engine) as session:
-        if full:
-            count, pairs = _retract_missing_tasks(session, project_id, state.seen_tasks)
-            state.retracted += count
-            session.flush()
-            report.final_labels_changed += refresh_final_labels(session, pairs)
-        # Up to what the server had when this pull began: a task changed while we paged has a later updated_at.
-        if state.newest is not None and server_start is not None:
-            state.newest = min(state.newest, server_start)
-        newest = format_checkpoint(state.newest) if state.newest else checkpoint
-        if checkpoint and newest and newest < checkpoint:
-            newest = checkpoint
-        session.add(LabelStudioPull(
-            project_id=project_id, mode=state.mode, started_at=state.started_at, finished_at=utcnow(),
-            checkpoint=newest, tasks_seen=state.tasks_seen, reviews_added=state.added,
-            reviews_retracted=state.retracted,
-        ))
+    _finish(session, state, report, server_start)
+    work.commit_batch()
     report.tasks_seen += state.tasks_seen
     report.reviews_added += state.added
     report.reviews_retracted += state.retracted
 
 
-def pull_reviews(engine: Engine, conn: Connection, *, full: bool = False,
-                 on_page: Callable[[int], None] | None = None) -> PullReport:
+def pull_reviews(
+    work: UnitOfWork, conn: Connection, *, full: bool = False, on_page: Callable[[int], None] | None = None
+) -> PullReport:
     """Pull every project the store pushed to at this URL (review and adjudication).
 
+    Args:
+        work: the store's unit of work; each page of tasks is one committed batch.
+        conn: from :func:`annotator.labelstudio.client.connect`.
+        full: reconcile every task (retracting deleted annotations) instead of those changed since the last pull.
+        on_page: called with the number of tasks after each committed page (progress).
+
     Raises:
-        LabelStudioProjectGone: a project the store points at was deleted in Label Studio.
+        LabelStudioProjectGone: a project the store points at was deleted in Label Studio (nothing is written).
     """
-    report = PullReport(url=conn.url, mode=FULL if full else INCREMENTAL)
-    with session_scope(engine) as session:
-        project_ids = list(session.scalars(
-            select(LabelStudioProject.id).where(LabelStudioProject.base_url == conn.url).order_by(
-                LabelStudioProject.id)
-        ))
-        ls_ids = list(session.scalars(select(LabelStudioProject.ls_project_id).where(
-            LabelStudioProject.id.in_(project_ids))))
-    for ls_id in ls_ids:  # every project must still exist before anything is written
-        with conn.errors(project_id=ls_id):
-            conn.client.projects.get(id=ls_id)
+    report = PullReport(url=conn.url, mode=PullMode.FULL if full else PullMode.INCREMENTAL)
+    projects = list(
+        work.session.scalars(
+            select(LabelStudioProject).where(LabelStudioProject.base_url == conn.url).order_by(LabelStudioProject.id)
+        )
+    )
+    for project in projects:  # every project must still exist before anything is written
+        with conn.errors(project_id=project.ls_project_id):
+            conn.client.projects.get(id=project.ls_project_id)
     emails = user_emails(conn)
-    for project_id in project_ids:
-        pull_project(engine, conn, project_id, full=full, report=report, emails=emails, on_page=on_page)
+    for project in projects:
+        pull_project(work, conn, project, mode=report.mode, report=report, emails=emails, on_page=on_page)
         report.projects += 1
     return report

@@ -1,14 +1,13 @@
 """`annotator ls push`: pairs → Label Studio tasks, batched, idempotent and resumable (SPEC §7).
 
-Long batch job: takes an engine and commits once per batch. The Label Studio task ids of a batch are stored in
-``ls_tasks`` the moment the import request returns, so a push killed mid-way and rerun never pushes a pair twice.
-If the process dies between Label Studio creating a batch and the store committing it, the next push notices
-(the project holds more tasks than the store knows) and adopts those tasks by the ``pair_id`` in their data
-before importing anything.
+A long batch job in the caller's :class:`~annotator.store.UnitOfWork`. Its batches: the project row and any
+adopted tasks first, then one per import request — the Label Studio task ids of a batch are committed the moment
+the import request returns, so a push killed mid-way and rerun never pushes a pair twice. If the process dies
+between Label Studio creating a batch and the store committing it, the next push notices (the project holds more
+tasks than the store knows) and adopts those tasks by the ``pair_id`` in their data before importing anything.
 
-Media reach the browser through Label Studio's local-files serving over the media directory (a local-files
-import storage is attached to the project; the server's ``LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT`` must be the
-media directory, as ``annotator.labelstudio.server`` sets it) or, with ``media_base_url``, from another server.
+Tasks are built by :mod:`annotator.labelstudio.tasks` (media URLs: local-files serving over the media directory,
+or ``media_base_url``).
 
 Review order: the project uses *uncertainty sampling* with ``model_version`` set to the OSM predictions', so
 annotators meet the least confident OSM labels first (notes/labelstudio.md). Conflicts found by earlier pulls
@@ -17,33 +16,34 @@ go to a separate adjudication project (see :mod:`annotator.review`).
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from annotator.config import StoreLocation
 from annotator.errors import LabelStudioUnavailable
 from annotator.labelstudio import config as lsconfig
 from annotator.labelstudio.client import Connection, iter_task_pages
+from annotator.labelstudio.tasks import NO_NOTE, MediaRoute, build_task
 from annotator.review import current_votes
-from annotator.store.engine import session_scope
-from annotator.store.models import LabelStudioProject, LabelStudioTask, OsmEvidence, Pair
-from annotator.vocabulary import FinalReason
+from annotator.store.engine import UnitOfWork
+from annotator.store.models import LabelStudioProject, LabelStudioTask, Pair
+from annotator.vocabulary import FinalReason, ImageStatus, ProjectPurpose, Verdict
+
+if TYPE_CHECKING:
+    from label_studio_sdk.types.all_roles_project_list import AllRolesProjectList
 
 DEFAULT_TITLE = "annotator review"
 ADJUDICATION_SUFFIX = " – adjudication"
 DEFAULT_BATCH_SIZE = 1000
-REVIEW, ADJUDICATION = "review", "adjudication"
-#: Task data key holding the pre-selected OSM class (the export lists predictions by id only; pull reads this).
-OSM_LABEL_KEY = "osm_label"
 SAMPLING = "Uncertainty sampling"
+_ID_CHUNK = 500  # ids per IN (...) query
 
 
 @dataclass
@@ -65,72 +65,7 @@ class PushReport:
     model_versions: dict[str, int] = field(default_factory=dict)
 
 
-def model_version_of(evidence: OsmEvidence) -> str:
-    """Names the OSM source and its date, e.g. ``osm:demo.osm@2024-05-01`` (Label Studio keeps ≤ 255 chars)."""
-    source = evidence.source
-    if "://" not in source:
-        source = Path(source).name
-    date = evidence.source_date or evidence.queried_at.strftime("%Y-%m-%d")
-    if re.match(r"\d{4}-\d{2}-\d{2}T", date):
-        date = date[:10]
-    return f"osm:{source}@{date}"[:255]
-
-
-@dataclass(frozen=True)
-class MediaRoute:
-    """How a media path (relative to the media dir) becomes a URL the browser can load."""
-
-    media_dir: Path
-    files_root: Path  # Label Studio's LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT (the media dir by default)
-    base_url: str | None = None
-
-    def url(self, relative: str) -> str:
-        if self.base_url:
-            return f"{self.base_url.rstrip('/')}/{quote(relative)}"
-        served = (self.media_dir / relative).relative_to(self.files_root).as_posix()
-        return f"/data/local-files/?d={quote(served)}"
-
-
-def _evidence_texts(pair: Pair) -> dict[str, str]:
-    ev = pair.osm_evidence
-    pair_text = f"pair {pair.id} at {pair.lat:.6f}, {pair.lon:.6f}"
-    if pair.origin != "original":
-        pair_text += f" (offset {pair.direction} {pair.offset_m or 0:.0f} m from pair {pair.parent_pair_id})"
-    if ev is None:
-        return {"pair": pair_text, "osm": "not pre-labelled", "osm_tags": "—"}
-    edit = f"; last edit {ev.last_edit_at:%Y-%m-%d}" if ev.last_edit_at else ""
-    if ev.label:
-        osm = f"{ev.label} (confidence {ev.confidence:.2f}{edit}; {model_version_of(ev)})"
-    else:
-        osm = f"no OSM class matched ({model_version_of(ev)}): choose from the image and the sound"
-    tags = []
-    for element in (ev.elements or [])[:6]:
-        tag_text = ", ".join(f"{k}={v}" for k, v in sorted((element.get("tags") or {}).items())[:8])
-        stamp = str(element.get("timestamp") or "")[:10]
-        tags.append(f"{element.get('type', '?')} {element.get('id', '?')} v{element.get('version', '?')} "
-                    f"({stamp or 'no date'}): {tag_text}")
-    return {"pair": pair_text, "osm": osm, "osm_tags": "; ".join(tags) or "—"}
-
-
-def build_task(pair: Pair, *, media: MediaRoute, note: str = "—", predict: bool = True) -> dict[str, Any]:
-    """The Label Studio task of a pair: media URLs, evidence texts and (with an OSM class) a prediction."""
-    assert pair.image_path and pair.clip_path
-    data: dict[str, Any] = {
-        "pair_id": pair.id,
-        lsconfig.IMAGE: media.url(pair.image_path),
-        lsconfig.AUDIO: media.url(pair.clip_path),
-        **_evidence_texts(pair),
-        "note": note,
-    }
-    task: dict[str, Any] = {"data": data}
-    ev = pair.osm_evidence
-    if predict and ev is not None and ev.label:
-        data[OSM_LABEL_KEY] = ev.label
-        task["predictions"] = [lsconfig.prediction(ev.label, model_version=model_version_of(ev), score=ev.confidence)]
-    return task
-
-
-def ensure_project(session: Session, conn: Connection, title: str, purpose: str) -> LabelStudioProject:
+def ensure_project(session: Session, conn: Connection, title: str, purpose: ProjectPurpose) -> LabelStudioProject:
     """The store's project row for (URL, title, purpose); reuses a Label Studio project of that title or makes one.
 
     Raises:
@@ -140,27 +75,40 @@ def ensure_project(session: Session, conn: Connection, title: str, purpose: str)
         raise LabelStudioUnavailable(f"project title {title!r} is too short: Label Studio needs ≥ 3 characters")
     row = session.scalar(
         select(LabelStudioProject).where(
-            LabelStudioProject.base_url == conn.url, LabelStudioProject.title == title,
+            LabelStudioProject.base_url == conn.url,
+            LabelStudioProject.title == title,
             LabelStudioProject.purpose == purpose,
         )
     )
-    client = conn.client
     if row is not None:
         with conn.errors(project_id=row.ls_project_id):
-            client.projects.get(id=row.ls_project_id)
+            conn.client.projects.get(id=row.ls_project_id)
         return row
-    with conn.errors():
-        found = next((p for p in client.projects.list(title=title, page_size=100) if p.title == title), None)
-        if found is None:
-            found = client.projects.create(
-                title=title, label_config=lsconfig.labelling_config(), sampling=SAMPLING,
-                show_skip_button=True,
-                description=f"annotator {purpose} project: verify the OSM scene class of each pair",
-            )
-    row = LabelStudioProject(base_url=conn.url, ls_project_id=int(found.id), title=title, purpose=purpose)
+    ls_project_id = _titled_project(conn, title, purpose)
+    row = LabelStudioProject(base_url=conn.url, ls_project_id=ls_project_id, title=title, purpose=purpose)
     session.add(row)
     session.flush()
     return row
+
+
+def _titled_project(conn: Connection, title: str, purpose: ProjectPurpose) -> int:
+    """The id of the Label Studio project titled `title`, made (with the labelling config) when there is none."""
+    projects = conn.client.projects
+    listed: AllRolesProjectList
+    with conn.errors():
+        for listed in projects.list(title=title, page_size=100):
+            if listed.title == title and listed.id is not None:
+                return int(listed.id)
+        created = projects.create(
+            title=title,
+            label_config=lsconfig.labelling_config(),
+            sampling=SAMPLING,
+            show_skip_button=True,
+            description=f"annotator {purpose} project: verify the OSM scene class of each pair",
+        )
+    if created.id is None:
+        raise LabelStudioUnavailable(f"Label Studio at {conn.url} created project {title!r} without an id")
+    return int(created.id)
 
 
 def ensure_local_storage(conn: Connection, ls_project_id: int, media_dir: Path, folders: set[str]) -> None:
@@ -168,7 +116,7 @@ def ensure_local_storage(conn: Connection, ls_project_id: int, media_dir: Path, 
 
     Label Studio refuses a storage at the document root itself, so there is one per top folder (images, clips).
     """
-    from label_studio_sdk.core.api_error import ApiError
+    from label_studio_sdk.core.api_error import ApiError  # the SDK takes ~1 s to import
 
     storage = conn.client.import_storage.local
     with conn.errors(project_id=ls_project_id):
@@ -191,9 +139,9 @@ def ensure_local_storage(conn: Connection, ls_project_id: int, media_dir: Path, 
 
 def _top_folders(session: Session, pair_ids: list[int]) -> set[str]:
     folders: set[str] = set()
-    for start in range(0, len(pair_ids), 500):
-        rows = session.execute(select(Pair.image_path, Pair.clip_path).where(Pair.id.in_(pair_ids[start:start + 500])))
-        for paths in rows:
+    for start in range(0, len(pair_ids), _ID_CHUNK):
+        chunk = pair_ids[start : start + _ID_CHUNK]
+        for paths in session.execute(select(Pair.image_path, Pair.clip_path).where(Pair.id.in_(chunk))):
             for rel in paths:
                 parts = Path(rel).parts
                 if len(parts) < 2:
@@ -205,15 +153,23 @@ def _top_folders(session: Session, pair_ids: list[int]) -> set[str]:
     return folders
 
 
+def _made_for(task_data: dict[str, Any], pair: Pair | None) -> bool:
+    """Whether a task was made for this very pair (same media), not for another store's pair of that id."""
+    if pair is None or not pair.image_path:
+        return False
+    return str(task_data.get(lsconfig.IMAGE, "")).endswith(quote(pair.image_path))
+
+
 def adopt_orphan_tasks(session: Session, conn: Connection, project: LabelStudioProject) -> int:
     """Record tasks that exist in Label Studio but not in the store (a push killed after import, before commit)."""
     with conn.errors(project_id=project.ls_project_id):
         remote = conn.client.projects.get(id=project.ls_project_id)
-    known = session.scalar(select(func.count()).where(LabelStudioTask.project_id == project.id)) or 0
+    of_project = LabelStudioTask.project_id == project.id
+    known = session.scalar(select(func.count()).where(of_project)) or 0
     if int(getattr(remote, "task_number", 0) or 0) <= known:
         return 0
-    recorded = set(session.scalars(select(LabelStudioTask.ls_task_id).where(LabelStudioTask.project_id == project.id)))
-    have_pairs = set(session.scalars(select(LabelStudioTask.pair_id).where(LabelStudioTask.project_id == project.id)))
+    recorded = set(session.scalars(select(LabelStudioTask.ls_task_id).where(of_project)))
+    have_pairs = set(session.scalars(select(LabelStudioTask.pair_id).where(of_project)))
     adopted = 0
     for page in iter_task_pages(conn, project.ls_project_id, page_size=1000, fields="task_only"):
         for task in page:
@@ -221,59 +177,12 @@ def adopt_orphan_tasks(session: Session, conn: Connection, project: LabelStudioP
             pair_id = data.get("pair_id")
             if task["id"] in recorded or not isinstance(pair_id, int) or pair_id in have_pairs:
                 continue
-            pair = session.get(Pair, pair_id)
-            # Only a task made for this very pair (same media) is adopted, not one of another store's pair 7.
-            if pair is None or not pair.image_path or not str(data.get(lsconfig.IMAGE, "")).endswith(
-                    quote(pair.image_path)):
+            if not _made_for(data, session.get(Pair, pair_id)):
                 continue
             session.add(LabelStudioTask(project_id=project.id, pair_id=pair_id, ls_task_id=int(task["id"])))
             have_pairs.add(pair_id)
             adopted += 1
     return adopted
-
-
-def _import_batch(conn: Connection, project: LabelStudioProject, tasks: list[dict[str, Any]]) -> list[int]:
-    with conn.errors(project_id=project.ls_project_id):
-        response = conn.client.projects.import_tasks(id=project.ls_project_id, request=tasks, return_task_ids=True)
-    ids = [int(i) for i in (response.task_ids or [])]
-    if len(ids) != len(tasks):
-        raise LabelStudioUnavailable(
-            f"Label Studio created {len(ids)} tasks for a batch of {len(tasks)}; run `annotator ls push` again"
-        )
-    return ids
-
-
-def _push_pending(
-    engine: Engine, conn: Connection, project_id: int, pending_ids: list[int], *, batch_size: int,
-    media: MediaRoute, note_of: Callable[[Pair], str] | None, on_batch: Callable[[int], None] | None,
-) -> tuple[int, int, Counter[str]]:
-    """Import `pending_ids` in batches; each batch's task ids committed with it. Returns (pushed, batches, mvs)."""
-    pushed = batches = 0
-    versions: Counter[str] = Counter()
-    for start in range(0, len(pending_ids), batch_size):
-        chunk = pending_ids[start : start + batch_size]
-        with session_scope(engine) as session:
-            project = session.get(LabelStudioProject, project_id)
-            assert project is not None
-            pairs = session.scalars(
-                select(Pair).where(Pair.id.in_(chunk)).options(selectinload(Pair.osm_evidence)).order_by(Pair.id)
-            ).all()
-            tasks = [
-                build_task(p, media=media, note=note_of(p) if note_of else "—",
-                           predict=note_of is None)
-                for p in pairs
-            ]
-            ids = _import_batch(conn, project, tasks)
-            session.add_all(
-                LabelStudioTask(project_id=project.id, pair_id=p.id, ls_task_id=i)
-                for p, i in zip(pairs, ids, strict=True)
-            )
-            versions.update(t["predictions"][0]["model_version"] for t in tasks if t.get("predictions"))
-        pushed += len(pairs)
-        batches += 1
-        if on_batch is not None:
-            on_batch(len(pairs))
-    return pushed, batches, versions
 
 
 def _pending_pairs(
@@ -286,22 +195,124 @@ def _pending_pairs(
         query = query.where(Pair.id.in_(only))
     ready, missing = [], 0
     for pair_id, image, clip, status in session.execute(query.order_by(Pair.id)):
-        if image and clip and status == "present":
+        if image and clip and status == ImageStatus.PRESENT:
             ready.append(pair_id)
         else:
             missing += 1
     return ready, missing
 
 
+@dataclass
+class _PreparedProject:
+    """A project ready to receive tasks: orphans adopted, storages attached, what is left to push."""
+
+    project: LabelStudioProject
+    adopted: int
+    already_pushed: int  # tasks the store knows in the project (adopted ones included)
+    pending: list[int]
+    without_media: int
+
+
+def _prepare_project(
+    session: Session,
+    conn: Connection,
+    title: str,
+    purpose: ProjectPurpose,
+    media: MediaRoute,
+    only: list[int] | None = None,
+) -> _PreparedProject:
+    """Find or make the project, adopt orphan tasks, list the pairs to push and attach the media storages."""
+    project = ensure_project(session, conn, title, purpose)
+    adopted = adopt_orphan_tasks(session, conn, project)
+    session.flush()
+    pending, without_media = _pending_pairs(session, project, only)
+    if not media.base_url and pending:
+        ensure_local_storage(conn, project.ls_project_id, media.media_dir, _top_folders(session, pending))
+    already_pushed = session.scalar(select(func.count()).where(LabelStudioTask.project_id == project.id)) or 0
+    return _PreparedProject(project, adopted, already_pushed, pending, without_media)
+
+
+def _import_batch(conn: Connection, project: LabelStudioProject, tasks: list[dict[str, Any]]) -> list[int]:
+    with conn.errors(project_id=project.ls_project_id):
+        # The SDK types `request` as its request models; it sends plain task dicts as they are.
+        response = conn.client.projects.import_tasks(
+            id=project.ls_project_id,
+            request=tasks,  # type: ignore[arg-type]
+            return_task_ids=True,
+        )
+    # `task_ids` is an extra field of the response model, present when return_task_ids is set.
+    ids = [int(i) for i in (getattr(response, "task_ids", None) or [])]
+    if len(ids) != len(tasks):
+        raise LabelStudioUnavailable(
+            f"Label Studio created {len(ids)} tasks for a batch of {len(tasks)}; run `annotator ls push` again"
+        )
+    return ids
+
+
+@dataclass
+class _Pushed:
+    """What :func:`_push_pending` did."""
+
+    tasks: int = 0
+    batches: int = 0
+    model_versions: Counter[str] = field(default_factory=Counter)
+
+
+def _push_pending(
+    work: UnitOfWork,
+    conn: Connection,
+    project: LabelStudioProject,
+    pending_ids: list[int],
+    *,
+    batch_size: int,
+    media: MediaRoute,
+    note_of: Callable[[Pair], str] | None,
+    on_batch: Callable[[int], None] | None,
+) -> _Pushed:
+    """Import `pending_ids` in batches, committing each batch's task ids with it (then calling `on_batch`).
+
+    Without `note_of` the tasks carry the OSM prediction; with it, a note and no pre-selected answer.
+    """
+    done = _Pushed()
+    session = work.session
+    for start in range(0, len(pending_ids), batch_size):
+        chunk = pending_ids[start : start + batch_size]
+        pairs = session.scalars(
+            select(Pair).where(Pair.id.in_(chunk)).options(selectinload(Pair.osm_evidence)).order_by(Pair.id)
+        ).all()
+        tasks = [
+            build_task(p, media=media, note=note_of(p) if note_of else NO_NOTE, predict=note_of is None) for p in pairs
+        ]
+        ids = _import_batch(conn, project, tasks)
+        session.add_all(
+            LabelStudioTask(project_id=project.id, pair_id=p.id, ls_task_id=i) for p, i in zip(pairs, ids, strict=True)
+        )
+        work.commit_batch()
+        done.model_versions.update(t["predictions"][0]["model_version"] for t in tasks if t.get("predictions"))
+        done.tasks += len(pairs)
+        done.batches += 1
+        if on_batch is not None:
+            on_batch(len(pairs))
+    return done
+
+
 def push_pairs(
-    engine: Engine, location: StoreLocation, conn: Connection, *, title: str = DEFAULT_TITLE,
-    media_base_url: str | None = None, files_root: Path | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
-    on_batch: Callable[[int], None] | None = None, on_total: Callable[[int], None] | None = None,
+    work: UnitOfWork,
+    location: StoreLocation,
+    conn: Connection,
+    *,
+    title: str = DEFAULT_TITLE,
+    media_base_url: str | None = None,
+    files_root: Path | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    on_batch: Callable[[int], None] | None = None,
+    on_total: Callable[[int], None] | None = None,
 ) -> PushReport:
-    """Push every pair not yet pushed (and conflicts for adjudication); commits per batch.
+    """Push every pair not yet pushed (and conflicts for adjudication); one committed batch per import request.
 
     Args:
-        engine: the store (connected to already: `conn` checked the key, so failures before here wrote nothing).
+        work: the store's unit of work (connected to already: `conn` checked the key, so failures before here
+            wrote nothing).
         location: for the media directory served by local-files storage.
         conn: from :func:`annotator.labelstudio.client.connect`.
         title: the review project's title; the adjudication project is ``title + " – adjudication"``.
@@ -313,57 +324,61 @@ def push_pairs(
         on_total: called once with the number of tasks about to be pushed.
     """
     report = PushReport(url=conn.url, title=title, batch_size=batch_size)
-    media_dir = location.media_dir.resolve()
-    root = (files_root or media_dir).resolve()
-    if not media_base_url and not media_dir.is_relative_to(root):
-        raise LabelStudioUnavailable(f"the media dir {media_dir} is not inside the local-files root {root}")
-    media = MediaRoute(media_dir=media_dir, files_root=root, base_url=media_base_url)
-    with session_scope(engine) as session:
-        project = ensure_project(session, conn, title, REVIEW)
-        report.adopted = adopt_orphan_tasks(session, conn, project)
-        session.flush()
-        pending, report.without_media = _pending_pairs(session, project)
-        if not media.base_url and pending:
-            ensure_local_storage(conn, project.ls_project_id, media.media_dir, _top_folders(session, pending))
-        report.already_pushed = session.scalar(
-            select(func.count()).where(LabelStudioTask.project_id == project.id)) or 0
-        report.ls_project_id, project_id = project.ls_project_id, project.id
-        conflicts = list(session.scalars(select(Pair.id).where(Pair.final_reason == FinalReason.CONFLICT.value)))
+    media = MediaRoute.checked(location.media_dir, files_root, media_base_url)
+    review = _prepare_project(work.session, conn, title, ProjectPurpose.REVIEW, media)
+    report.ls_project_id, report.already_pushed = review.project.ls_project_id, review.already_pushed
+    report.adopted, report.without_media = review.adopted, review.without_media
+    conflicts = list(work.session.scalars(select(Pair.id).where(Pair.final_reason == FinalReason.CONFLICT)))
+    work.commit_batch()  # the project row and the adopted tasks
     if on_total is not None:
-        on_total(len(pending))
-    pushed, report.batches, versions = _push_pending(
-        engine, conn, project_id, pending, batch_size=batch_size, media=media, note_of=None,
-        on_batch=on_batch,
+        on_total(len(review.pending))
+    pushed = _push_pending(
+        work, conn, review.project, review.pending, batch_size=batch_size, media=media, note_of=None, on_batch=on_batch
     )
-    report.pushed, report.model_versions = pushed, dict(versions)
-    report.with_prediction = sum(versions.values())
-    if versions:
-        with conn.errors(project_id=report.ls_project_id):
-            conn.client.projects.update(id=report.ls_project_id, model_version=versions.most_common(1)[0][0])
+    report.pushed, report.batches, report.model_versions = pushed.tasks, pushed.batches, dict(pushed.model_versions)
+    report.with_prediction = pushed.model_versions.total()
+    if pushed.model_versions:
+        _set_model_version(conn, report.ls_project_id, pushed.model_versions.most_common(1)[0][0])
     if conflicts:
         report.adjudication_title = title + ADJUDICATION_SUFFIX
-        report.adjudication_pushed = _push_adjudication(engine, conn, report.adjudication_title, conflicts,
-                                                        media=media, batch_size=batch_size)
+        report.adjudication_pushed = _push_adjudication(
+            work, conn, report.adjudication_title, conflicts, media=media, batch_size=batch_size
+        )
     return report
 
 
-def _push_adjudication(engine: Engine, conn: Connection, title: str, conflicts: list[int],
-                       *, media: MediaRoute, batch_size: int) -> int:
-    with session_scope(engine) as session:
-        project = ensure_project(session, conn, title, ADJUDICATION)
-        adopt_orphan_tasks(session, conn, project)
-        session.flush()
-        pending, _ = _pending_pairs(session, project, only=conflicts)
-        if not media.base_url and pending:
-            ensure_local_storage(conn, project.ls_project_id, media.media_dir, _top_folders(session, pending))
-        votes = current_votes(session, pending)
-        notes = {
-            pid: "Conflict — the annotators said: "
-            + "; ".join(f"{r.annotator}: {r.verdict}" for r in votes.get(pid, []) if r.verdict != "skipped")
-            + ". Your verdict counts as the deciding vote."
-            for pid in pending
-        }
-        project_id = project.id
-    pushed, _, _ = _push_pending(engine, conn, project_id, pending, batch_size=batch_size,
-                                 media=media, note_of=lambda p: notes.get(p.id, "—"), on_batch=None)
-    return pushed
+def _set_model_version(conn: Connection, ls_project_id: int, model_version: str) -> None:
+    """Point the project's uncertainty sampling at the predictions of `model_version`."""
+    with conn.errors(project_id=ls_project_id):
+        conn.client.projects.update(id=ls_project_id, model_version=model_version)
+
+
+def adjudication_notes(session: Session, pair_ids: list[int]) -> dict[int, str]:
+    """The note of each pair's adjudication task: the conflicting verdicts (skips left out)."""
+    votes = current_votes(session, pair_ids)
+    return {
+        pid: "Conflict — the annotators said: "
+        + "; ".join(f"{r.annotator}: {r.verdict}" for r in votes.get(pid, []) if r.verdict != Verdict.SKIPPED)
+        + ". Your verdict counts as the deciding vote."
+        for pid in pair_ids
+    }
+
+
+def _push_adjudication(
+    work: UnitOfWork, conn: Connection, title: str, conflicts: list[int], *, media: MediaRoute, batch_size: int
+) -> int:
+    """Push the pairs in conflict not yet in the adjudication project; returns how many were pushed."""
+    adjudication = _prepare_project(work.session, conn, title, ProjectPurpose.ADJUDICATION, media, only=conflicts)
+    notes = adjudication_notes(work.session, adjudication.pending)
+    work.commit_batch()  # the project row and the adopted tasks
+    pushed = _push_pending(
+        work,
+        conn,
+        adjudication.project,
+        adjudication.pending,
+        batch_size=batch_size,
+        media=media,
+        note_of=lambda p: notes.get(p.id, NO_NOTE),
+        on_batch=None,
+    )
+    return pushed.tasks

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from annotator.errors import LabelStudioUnavailable
+from annotator.files import atomic_path, atomic_write_text, pid_alive
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ENV_BIN = "LABEL_STUDIO_BIN"
@@ -153,8 +154,12 @@ def template_database(binary: Path) -> Path:
             with open(log, "wb") as out:
                 proc = subprocess.run(
                     [str(binary), "init", "-q", "--data-dir", tmp, "--database", str(Path(tmp) / DB_NAME)],
-                    env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                    timeout=TEMPLATE_TIMEOUT_S, check=False,
+                    env=env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    timeout=TEMPLATE_TIMEOUT_S,
+                    check=False,
                 )
             built = Path(tmp) / DB_NAME
             if proc.returncode != 0 or not built.is_file():
@@ -165,18 +170,10 @@ def template_database(binary: Path) -> Path:
 
 
 def _write_private(path: Path, text: str) -> None:
-    """Write `text` to `path` atomically with mode 600 (secrets inside)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    """Write `text` to `path` atomically with mode 600 (secrets inside), set before any byte is written."""
+    with atomic_path(path) as tmp:
+        tmp.chmod(0o600)
+        tmp.write_text(text)
 
 
 def _load_or_make_credentials(data_dir: Path) -> Credentials:
@@ -195,13 +192,7 @@ def read_pid(data_dir: Path) -> int | None:
         pid = int((data_dir / PID_FILE).read_text().strip())
     except (FileNotFoundError, ValueError):
         return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        return pid
-    return pid
+    return pid if pid_alive(pid) else None
 
 
 def _health(url: str) -> bool:
@@ -210,6 +201,24 @@ def _health(url: str) -> bool:
             return json.loads(response.read() or b"{}").get("status") == "UP"
     except (OSError, ValueError, urllib.error.URLError):
         return False
+
+
+def _spawn(binary: Path, data_dir: Path, media_dir: Path, creds: Credentials) -> subprocess.Popen[bytes]:
+    """Run `label-studio start` in its own session (so stop can end its whole group), logging to the data dir."""
+    database = data_dir / DB_NAME
+    command = [str(binary), "start", "--no-browser", "--data-dir", str(data_dir), "--database", str(database)]
+    command += ["--internal-host", "127.0.0.1", "--port", str(creds.port), "--log-level", "WARNING"]
+    with open(data_dir / LOG_FILE, "ab") as log:
+        proc = subprocess.Popen(
+            command,
+            env=_server_env(data_dir, media_dir, creds),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    atomic_write_text(data_dir / PID_FILE, f"{proc.pid}\n")
+    return proc
 
 
 def start(data_dir: Path, media_dir: Path, *, timeout_s: float = START_TIMEOUT_S) -> RunningServer:
@@ -227,18 +236,12 @@ def start(data_dir: Path, media_dir: Path, *, timeout_s: float = START_TIMEOUT_S
     if read_pid(data_dir) is not None:
         raise LabelStudioUnavailable(f"a Label Studio server is already running from {data_dir}; stop it first")
     binary = find_binary()
-    database = data_dir / DB_NAME
-    if not database.exists():
-        shutil.copyfile(template_database(binary), database)
+    if not (data_dir / DB_NAME).exists():
+        shutil.copyfile(template_database(binary), data_dir / DB_NAME)
     creds = _load_or_make_credentials(data_dir)
     _write_private(data_dir / CREDENTIALS_FILE, json.dumps(creds.__dict__))
+    proc = _spawn(binary, data_dir, media_dir, creds)
     log_path = data_dir / LOG_FILE
-    command = [str(binary), "start", "--no-browser", "--data-dir", str(data_dir), "--database", str(database),
-               "--internal-host", "127.0.0.1", "--port", str(creds.port), "--log-level", "WARNING"]
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(command, env=_server_env(data_dir, media_dir, creds), stdout=log,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-    (data_dir / PID_FILE).write_text(f"{proc.pid}\n")
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -278,11 +281,7 @@ def _alive(pid: int) -> bool:
         done, _ = os.waitpid(pid, os.WNOHANG)
         if done == pid:
             return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+    return pid_alive(pid)
 
 
 def env_file_text(server: RunningServer) -> str:

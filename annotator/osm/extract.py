@@ -55,10 +55,12 @@ def read_elements(path: Path) -> tuple[list[dict[str, Any]], str | None]:
     relations: list[dict[str, Any]] = []
     member_ways: set[int] = set()
     for rel in osmium.FileProcessor(str(path), osmium.osm.RELATION):
+        if not isinstance(rel, osmium.osm.Relation):
+            continue
         tags = {t.k: t.v for t in rel.tags}
         if tags.get("type") != "multipolygon" or rule_for(tags) is None:
             continue
-        members = [{"type": m.type, "ref": m.ref, "role": m.role} for m in rel.members]
+        members: list[dict[str, Any]] = [{"type": m.type, "ref": m.ref, "role": m.role} for m in rel.members]
         for member in members:
             member["type"] = {"n": "node", "w": "way", "r": "relation"}[member["type"]]
             if member["type"] == "way":
@@ -70,9 +72,11 @@ def read_elements(path: Path) -> tuple[list[dict[str, Any]], str | None]:
     newest = None
     processor = osmium.FileProcessor(str(path), osmium.osm.NODE | osmium.osm.WAY).with_locations()
     for obj in processor:
+        if not isinstance(obj, osmium.osm.Node | osmium.osm.Way):
+            continue
         if obj.timestamp and (newest is None or obj.timestamp > newest):
             newest = obj.timestamp
-        if obj.is_node():
+        if isinstance(obj, osmium.osm.Node):
             if obj.tags and rule_for({t.k: t.v for t in obj.tags}) is not None and obj.location.valid():
                 elements.append({"type": "node", **_meta(obj), "lat": obj.location.lat, "lon": obj.location.lon})
             continue

@@ -31,11 +31,11 @@ from sqlalchemy.orm import Session
 
 from annotator import __version__
 from annotator.errors import OverpassRefused
+from annotator.osm import DEFAULT_OVERPASS_URL
 from annotator.osm.cluster import Cluster
 from annotator.osm.tags import overpass_filters
 from annotator.store.models import OsmResponse
 
-DEFAULT_OVERPASS_URL = "https://overpass-api.de/api/interpreter"
 DEFAULT_USER_AGENT = (
     f"annotator/{__version__} (ADVANCE-style dataset builder; pass --user-agent with your contact e-mail)"
 )
@@ -55,6 +55,18 @@ class OverpassOptions:
     backoff_s: float = 15.0  # first wait after a 504 / remark / timeout, doubled each time
     max_wait_s: float = 600.0
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
+
+    @classmethod
+    def from_flags(cls, *, url: str | None, user_agent: str | None, timeout_s: float, retries: int) -> OverpassOptions:
+        """Options from the ``prelabel`` flags (None: the default). The ``[timeout:]`` asked of the server is
+        90 % of the socket timeout, so the server gives up (and says why) before the socket does."""
+        return cls(
+            url=url or DEFAULT_OVERPASS_URL,
+            user_agent=user_agent or DEFAULT_USER_AGENT,
+            timeout_s=timeout_s,
+            max_attempts=retries + 1,
+            query_timeout_s=max(1, int(timeout_s * 0.9)),
+        )
 
 
 def query_sha256(query: str) -> str:
@@ -118,7 +130,7 @@ def _raw_overpass(request: urllib.request.Request) -> Any:
         def parse_xml(self, data: bytes | str, encoding: str = "utf-8", parser: Any = None) -> Any:
             raise overpy.exception.OverpassUnknownContentType("application/osm3s+xml (expected JSON)")
 
-    return RawOverpass(url=request, max_retry_count=0)  # type: ignore[arg-type]  # a Request works as url
+    return RawOverpass(url=request, max_retry_count=0)  # a Request works as the url
 
 
 class OverpassClient:
@@ -155,8 +167,12 @@ class OverpassClient:
                     ) from None
                 opts.sleep(min(opts.max_wait_s, opts.min_429_wait_s * 2 ** (too_many - 1)))
                 continue
-            except (ox.OverpassGatewayTimeout, ox.OverpassRuntimeError, ox.OverpassRuntimeRemark,
-                    ox.OverpassUnknownError) as exc:
+            except (
+                ox.OverpassGatewayTimeout,
+                ox.OverpassRuntimeError,
+                ox.OverpassRuntimeRemark,
+                ox.OverpassUnknownError,
+            ) as exc:
                 reason = _describe(exc)
             except TimeoutError:
                 reason = f"no answer within {opts.timeout_s:g} s"

@@ -1,7 +1,8 @@
 """Pre-label pairs from OSM: cluster the pairs lacking evidence, get features per cluster, decide, store.
 
-A long batch job: :func:`prelabel_pairs` takes an engine and commits once per cluster, so an interrupted or
-refused run keeps what it finished and a rerun only does what is missing (SPEC §6).
+A long batch job: :func:`prelabel_pairs` works in the caller's :class:`~annotator.store.UnitOfWork` and commits
+one batch per cluster, so an interrupted or refused run keeps what it finished and a rerun only does what is
+missing (SPEC §6).
 """
 
 from __future__ import annotations
@@ -13,17 +14,25 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
-from sqlalchemy import Engine, delete, select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from annotator.errors import AnnotatorError, OverpassRefused
 from annotator.osm.cluster import DEFAULT_CELL_KM, Cluster, PointTask, cluster_points
-from annotator.osm.decide import Bounds, DecisionOptions, FeatureIndex, decide
+from annotator.osm.decide import Bounds, Decision, DecisionOptions, FeatureIndex, decide
 from annotator.osm.extract import Extract, load_extract
 from annotator.osm.features import features_from_elements, metres_per_degree
-from annotator.osm.overpass import OverpassClient, build_query, cached_response, parse_response, store_response
-from annotator.store.engine import session_scope
+from annotator.osm.overpass import (
+    OverpassClient,
+    OverpassOptions,
+    build_query,
+    cached_response,
+    parse_response,
+    store_response,
+)
+from annotator.store.engine import UnitOfWork
 from annotator.store.models import OsmEvidence, Pair
+from dataset.imagery.geo import footprint_bbox
 
 #: Side of the image footprint assumed when a pair has none and the imagery maths cannot give one (metres).
 FALLBACK_FOOTPRINT_M = 256.0
@@ -31,6 +40,8 @@ FALLBACK_FOOTPRINT_M = 256.0
 
 @dataclass(frozen=True)
 class ClusterFeatures:
+    """The features one cluster is decided on, and what its evidence rows name as their source."""
+
     index: FeatureIndex
     source: str  # what evidence rows name as their source
     source_date: str | None
@@ -42,11 +53,26 @@ class FeatureSource(Protocol):
 
     name: str
 
-    def features_for(self, session: Session, cluster: Cluster) -> ClusterFeatures: ...
+    @property
+    def requests_made(self) -> int:
+        """Requests sent to a server so far (0 for a local extract)."""
+        ...
+
+    @property
+    def cache_hits(self) -> int:
+        """Clusters answered from the store's response cache so far."""
+        ...
+
+    def features_for(self, session: Session, cluster: Cluster) -> ClusterFeatures:
+        """The features around `cluster`; raises :class:`OverpassRefused` before writing anything."""
+        ...
 
 
 class ExtractSource:
     """Features from an .osm / .osm.pbf file, read once."""
+
+    requests_made = 0
+    cache_hits = 0
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
@@ -55,6 +81,7 @@ class ExtractSource:
         self._index: FeatureIndex | None = None
 
     def features_for(self, session: Session, cluster: Cluster) -> ClusterFeatures:
+        """The whole extract's features (the cluster does not narrow a local file)."""
         if self._extract is None:
             self._extract = load_extract(self.path)
             self._index = FeatureIndex(self._extract.features)
@@ -70,7 +97,13 @@ class OverpassSource:
         self.name = client.options.url
         self.cache_hits = 0
 
+    @property
+    def requests_made(self) -> int:
+        """Requests the client sent so far (retries included)."""
+        return self.client.requests_made
+
     def features_for(self, session: Session, cluster: Cluster) -> ClusterFeatures:
+        """The cluster's features from the response cache, else from one query (whose response is cached)."""
         query = build_query(cluster, query_timeout_s=self.client.options.query_timeout_s)
         cached = cached_response(session, query)
         if cached is not None:
@@ -82,6 +115,13 @@ class OverpassSource:
             store_response(session, endpoint, query, body)
         elements, osm_base = parse_response(body)
         return ClusterFeatures(FeatureIndex(features_from_elements(elements)), endpoint, osm_base, fetched_at)
+
+
+def feature_source(osm_file: Path | None, overpass: OverpassOptions) -> FeatureSource:
+    """The extract at `osm_file` when one is given, else the Overpass endpoint `overpass` describes."""
+    if osm_file is not None:
+        return ExtractSource(osm_file)
+    return OverpassSource(OverpassClient(overpass))
 
 
 @dataclass
@@ -103,14 +143,20 @@ class PrelabelReport:
     def points_per_request(self) -> float:
         return (self.labelled + self.unmatched) / self.requests if self.requests else 0.0
 
+    def count(self, decision: Decision) -> None:
+        """Count one stored decision."""
+        if decision.label is None:
+            self.unmatched += 1
+        else:
+            self.labelled += 1
+            self.per_class[decision.label.value] += 1
+
 
 def footprint_of(pair: Pair) -> Bounds:
     """The stored image footprint, else the footprint the default imagery settings would give."""
     if pair.footprint is not None:
         return pair.footprint
     try:
-        from dataset.imagery.geo import footprint_bbox
-
         west, south, east, north = footprint_bbox(pair.lat, pair.lon)
         if west <= east:
             return (west, south, east, north)
@@ -121,16 +167,42 @@ def footprint_of(pair: Pair) -> Bounds:
     return (pair.lon - half / kx, pair.lat - half / ky, pair.lon + half / kx, pair.lat + half / ky)
 
 
-def _pending_points(engine: Engine, *, force: bool) -> list[PointTask]:
-    with session_scope(engine) as session:
-        statement = select(Pair).order_by(Pair.id)
-        if not force:
-            statement = statement.outerjoin(OsmEvidence).where(OsmEvidence.id.is_(None))
-        return [PointTask(p.id, p.lat, p.lon, footprint_of(p)) for p in session.scalars(statement)]
+def _pending_points(session: Session, *, force: bool) -> list[PointTask]:
+    statement = select(Pair).order_by(Pair.id)
+    if not force:
+        statement = statement.outerjoin(OsmEvidence).where(OsmEvidence.id.is_(None))
+    return [PointTask(p.id, p.lat, p.lon, footprint_of(p)) for p in session.scalars(statement)]
+
+
+def _store_cluster(
+    session: Session, cluster: Cluster, found: ClusterFeatures, options: DecisionOptions, *, replace: bool
+) -> list[Decision]:
+    """Decide every point of `cluster` and add its evidence (replacing what it had, with `replace`)."""
+    if replace:
+        ids = [p.pair_id for p in cluster.points]
+        session.execute(delete(OsmEvidence).where(OsmEvidence.pair_id.in_(ids)))
+    decisions = []
+    for point in cluster.points:
+        decision = decide(point.lat, point.lon, point.footprint, found.index, options)
+        session.add(
+            OsmEvidence(
+                pair_id=point.pair_id,
+                label=decision.label.value if decision.label else None,
+                confidence=decision.confidence,
+                coverage=decision.coverage,
+                elements=decision.elements,
+                last_edit_at=decision.last_edit_at,
+                source=found.source,
+                source_date=found.source_date,
+                queried_at=found.queried_at,
+            )
+        )
+        decisions.append(decision)
+    return decisions
 
 
 def prelabel_pairs(
-    engine: Engine,
+    work: UnitOfWork,
     source: FeatureSource,
     *,
     options: DecisionOptions | None = None,
@@ -138,54 +210,39 @@ def prelabel_pairs(
     force: bool = False,
     progress: Callable[[int], None] | None = None,
 ) -> PrelabelReport:
-    """Store OSM evidence for every pair lacking it (all pairs with `force`), one commit per cluster.
+    """Store OSM evidence for every pair lacking it (all pairs with `force`), one committed batch per cluster.
 
     When the source refuses (Overpass gave up after its retries), the run stops, keeps what it committed,
     and reports the message and how many pairs are left for the next run in ``report.error``.
+
+    Args:
+        work: the caller's unit of work; ``work.commit_batch()`` is called after each cluster.
+        source: where the features come from (:func:`feature_source`).
+        options: the decision rule's settings.
+        cell_km: side of the clustering cell; the pairs of one cell share one query.
+        force: decide again for pairs that already have evidence (their old evidence is replaced).
+        progress: called with the number of pairs after each committed cluster.
     """
     options = options or DecisionOptions()
     report = PrelabelReport(source=source.name)
-    points = _pending_points(engine, force=force)
+    points = _pending_points(work.session, force=force)
     report.pairs_todo = len(points)
     clusters = cluster_points(points, cell_km=cell_km, reach_m=options.reach_m)
-    client = getattr(source, "client", None)
-    requests_before = client.requests_made if client is not None else 0
+    requests_before = source.requests_made
     for number, cluster in enumerate(clusters):
         try:
-            with session_scope(engine) as session:
-                found = source.features_for(session, cluster)
-                if force:
-                    ids = [p.pair_id for p in cluster.points]
-                    session.execute(delete(OsmEvidence).where(OsmEvidence.pair_id.in_(ids)))
-                for point in cluster.points:
-                    decision = decide(point.lat, point.lon, point.footprint, found.index, options)
-                    session.add(
-                        OsmEvidence(
-                            pair_id=point.pair_id,
-                            label=decision.label.value if decision.label else None,
-                            confidence=decision.confidence,
-                            coverage=decision.coverage,
-                            elements=decision.elements,
-                            last_edit_at=decision.last_edit_at,
-                            source=found.source,
-                            source_date=found.source_date,
-                            queried_at=found.queried_at,
-                        )
-                    )
-                    if decision.label is None:
-                        report.unmatched += 1
-                    else:
-                        report.labelled += 1
-                        report.per_class[decision.label.value] += 1
-        except OverpassRefused as exc:
+            found = source.features_for(work.session, cluster)
+        except OverpassRefused as exc:  # raised before anything of this cluster was written
             left = sum(len(c.points) for c in clusters[number:])
             report.left_unlabelled = left
             report.error = f"{exc}. {left} pair(s) were left without OSM evidence; rerun `annotator prelabel` later."
             break
+        for decision in _store_cluster(work.session, cluster, found, options, replace=force):
+            report.count(decision)
+        work.commit_batch()
         report.clusters += 1
         if progress is not None:
             progress(len(cluster.points))
-    if client is not None:
-        report.requests = client.requests_made - requests_before
-    report.cache_hits = getattr(source, "cache_hits", 0)
+    report.requests = source.requests_made - requests_before
+    report.cache_hits = source.cache_hits
     return report

@@ -1,6 +1,13 @@
 """The store: SQLAlchemy models, engine and sessions, and the Alembic-owned schema."""
 
-from annotator.store.engine import open_store, require_current_schema, session_scope, upgrade_to_head
+from annotator.store.engine import (
+    UnitOfWork,
+    open_store,
+    require_current_schema,
+    session_scope,
+    unit_of_work,
+    upgrade_to_head,
+)
 from annotator.store.models import (
     Base,
     ExportRecord,
@@ -29,8 +36,10 @@ __all__ = [
     "Recording",
     "Review",
     "TrainingRun",
+    "UnitOfWork",
     "open_store",
     "require_current_schema",
     "session_scope",
+    "unit_of_work",
     "upgrade_to_head",
 ]

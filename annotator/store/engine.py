@@ -1,14 +1,24 @@
 """Engines, sessions and the Alembic-owned schema.
 
-The caller owns the session (``with session_scope(engine) as session:`` at the edge); library functions take
-a session and never commit, except where a function documents that it commits in batches (import, push).
+The caller owns the transaction, in one of two ways and no others:
+
+- ``with session_scope(engine) as session:`` — one transaction, committed when the block ends, rolled back on
+  an exception. Library functions that take a ``Session`` never commit it.
+- ``with unit_of_work(engine) as work:`` — for the long batch jobs (import, imagery fill, pre-labelling, Label
+  Studio push and pull, offset pairs). The job takes the :class:`UnitOfWork`, works in ``work.session`` and
+  calls ``work.commit_batch()`` at the batch boundaries it documents, so a killed run keeps every finished
+  batch. What is left open is committed when the block ends normally and rolled back on an exception.
+
+Either way the CLI opens it (``AppState.store()`` disposes the engine when the command ends).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from importlib.resources import files
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
@@ -17,9 +27,14 @@ from sqlalchemy.orm import Session
 from annotator.config import StoreLocation
 from annotator.errors import StoreError, StoreNotInitialised
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+
 BUSY_TIMEOUT_MS = 30_000
-#: The folder holding env.py and versions/ (top level of the project, beside the packages).
-ALEMBIC_DIR = Path(__file__).resolve().parents[2] / "alembic"
+#: Where an installed wheel carries the migrations (pyproject.toml maps the top-level alembic/ folder here).
+PACKAGED_MIGRATIONS = "_migrations"
+#: The migrations' source: the top-level alembic/ folder of a checkout (used by editable installs).
+SOURCE_MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "alembic"
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
@@ -44,13 +59,32 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
-def alembic_config(engine: Engine):  # type: ignore[no-untyped-def]
+def migrations_dir() -> Path:
+    """The folder holding Alembic's env.py and versions/.
+
+    An installed wheel carries it inside the package (``annotator/_migrations``); a checkout or an editable
+    install has only the top-level ``alembic/`` folder, its source.
+
+    Raises:
+        StoreError: neither is there (an install that lost its package data).
+    """
+    packaged = files("annotator").joinpath(PACKAGED_MIGRATIONS)
+    # Alembic needs a real folder; a package imported from a zip file has none (and is not supported).
+    candidates = [packaged] if isinstance(packaged, Path) else []
+    candidates.append(SOURCE_MIGRATIONS_DIR)
+    for candidate in candidates:
+        if (candidate / "env.py").is_file():
+            return candidate
+    searched = " or ".join(str(candidate) for candidate in candidates)
+    raise StoreError(f"migrations not found at {searched}; reinstall annotator (`pip install .` in its source tree)")
+
+
+def alembic_config(engine: Engine) -> Config:
+    """Alembic's configuration for running the migrations on `engine` (env.py takes the engine from it)."""
     from alembic.config import Config
 
-    if not (ALEMBIC_DIR / "env.py").is_file():
-        raise StoreError(f"migrations not found at {ALEMBIC_DIR}; reinstall annotator from its source tree")
     config = Config()
-    config.set_main_option("script_location", str(ALEMBIC_DIR))
+    config.set_main_option("script_location", str(migrations_dir()))
     config.attributes["engine"] = engine
     return config
 
@@ -121,3 +155,32 @@ def session_scope(engine: Engine) -> Iterator[Session]:
     """A session in one transaction: committed on success, rolled back on any exception."""
     with Session(engine, expire_on_commit=False) as session, session.begin():
         yield session
+
+
+class UnitOfWork:
+    """A session for a long batch job that commits at the batch boundaries the job documents.
+
+    Opened by the caller with :func:`unit_of_work`; the job never opens sessions of its own.
+    """
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.batches_committed = 0
+
+    def commit_batch(self) -> None:
+        """Commit what the job did since the last batch; it survives a crash or a kill from here on."""
+        self.session.commit()
+        self.batches_committed += 1
+
+
+@contextmanager
+def unit_of_work(engine: Engine) -> Iterator[UnitOfWork]:
+    """A :class:`UnitOfWork` on `engine`: the open batch is committed on success, rolled back on an exception."""
+    with Session(engine, expire_on_commit=False) as session:
+        work = UnitOfWork(session)
+        try:
+            yield work
+        except BaseException:
+            session.rollback()
+            raise
+        session.commit()

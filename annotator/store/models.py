@@ -7,7 +7,8 @@ Paths of media files are stored relative to the media directory; timestamps are 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from enum import StrEnum
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     JSON,
@@ -24,6 +25,19 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from annotator.vocabulary import (
+    FinalReason,
+    ImageStatus,
+    OffsetDirection,
+    PairOrigin,
+    ProjectPurpose,
+    PullMode,
+    RecordingSource,
+    RecordingStatus,
+    RejectReason,
+    ReviewOutcome,
+)
 
 # Named constraints: SQLite batch migrations can only drop or alter a constraint that has a name.
 NAMING_CONVENTION = {
@@ -56,6 +70,30 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value is not None else None
 
 
+E = TypeVar("E", bound=StrEnum)
+
+
+class EnumText(TypeDecorator[E]):
+    """A lifecycle column: stored as the enum's plain string value (as before the enums existed), read as the enum.
+
+    The column type is a plain ``String(length)``, so the schema (and every stored value) is unchanged; only the
+    Python side is typed. A value outside the enum on disk raises on load instead of passing silently.
+    """
+
+    impl = String
+    cache_ok = True
+
+    def __init__(self, enum: type[E], length: int) -> None:
+        super().__init__(length)
+        self.enum = enum
+
+    def process_bind_param(self, value: E | str | None, dialect: Any) -> str | None:
+        return None if value is None else self.enum(value).value
+
+    def process_result_value(self, value: str | None, dialect: Any) -> E | None:
+        return None if value is None else self.enum(value)
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON, list[Any]: JSON}
@@ -71,7 +109,7 @@ class Recording(Base):
     __table_args__ = (UniqueConstraint("source", "source_id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    source: Mapped[str] = mapped_column(String(32))  # "manifest" or "freesound"
+    source: Mapped[RecordingSource] = mapped_column(EnumText(RecordingSource, 32))
     source_id: Mapped[str] = mapped_column(String(128))  # the manifest's recording_id / Freesound id
     lat: Mapped[float] = mapped_column(Float)
     lon: Mapped[float] = mapped_column(Float)
@@ -86,8 +124,8 @@ class Recording(Base):
     license: Mapped[str | None] = mapped_column(Text)
     author: Mapped[str | None] = mapped_column(Text)
     source_url: Mapped[str | None] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(String(16))  # "accepted" or "rejected"
-    reject_reason: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[RecordingStatus] = mapped_column(EnumText(RecordingStatus, 16))
+    reject_reason: Mapped[RejectReason | None] = mapped_column(EnumText(RejectReason, 64))
     manifest: Mapped[str | None] = mapped_column(Text)  # manifest file name it came from
     imported_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -102,9 +140,9 @@ class Pair(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     recording_id: Mapped[int] = mapped_column(ForeignKey("recordings.id", ondelete="CASCADE"), index=True)
-    origin: Mapped[str] = mapped_column(String(16), default="original")  # "original" or "offset"
+    origin: Mapped[PairOrigin] = mapped_column(EnumText(PairOrigin, 16), default=PairOrigin.ORIGINAL)
     parent_pair_id: Mapped[int | None] = mapped_column(ForeignKey("pairs.id", ondelete="CASCADE"))
-    direction: Mapped[str | None] = mapped_column(String(1))  # N, E, S, W for offset pairs
+    direction: Mapped[OffsetDirection | None] = mapped_column(EnumText(OffsetDirection, 1))  # offset pairs only
     offset_m: Mapped[float | None] = mapped_column(Float)
     offset_index: Mapped[int | None] = mapped_column(Integer)  # k of the export id <recording>_<k>
     lat: Mapped[float] = mapped_column(Float)
@@ -114,11 +152,11 @@ class Pair(Base):
     clip_seed: Mapped[int | None] = mapped_column(Integer)
     clip_sample_rate: Mapped[int | None] = mapped_column(Integer)
     image_path: Mapped[str | None] = mapped_column(Text)  # relative to the media directory
-    image_status: Mapped[str] = mapped_column(String(16), default="needs_imagery")  # present/needs_imagery/failed
+    image_status: Mapped[ImageStatus] = mapped_column(EnumText(ImageStatus, 16), default=ImageStatus.NEEDS_IMAGERY)
     image_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # revision 0002: where the image came from and the ground it covers
-    image_source: Mapped[str | None] = mapped_column(Text)  # "manifest" or the imagery SOURCE string
+    image_source: Mapped[str | None] = mapped_column(Text)  # IMAGE_SOURCE_MANIFEST or the imagery SOURCE string
     image_zoom: Mapped[int | None] = mapped_column(Integer)
     image_resolution_m: Mapped[float | None] = mapped_column(Float)
     footprint_west: Mapped[float | None] = mapped_column(Float)
@@ -126,8 +164,8 @@ class Pair(Base):
     footprint_east: Mapped[float | None] = mapped_column(Float)
     footprint_north: Mapped[float | None] = mapped_column(Float)
     # revision 0004: the final label and why (SPEC §4, §7)
-    final_label: Mapped[str | None] = mapped_column(String(32))  # a SceneClass value or "unusable"
-    final_reason: Mapped[str | None] = mapped_column(String(16))  # a FinalReason value
+    final_label: Mapped[str | None] = mapped_column(String(32))  # a SceneClass value or Verdict.UNUSABLE
+    final_reason: Mapped[FinalReason | None] = mapped_column(EnumText(FinalReason, 16))
     final_updated_at: Mapped[datetime | None] = mapped_column()
 
     recording: Mapped[Recording] = relationship(back_populates="pairs")
@@ -151,7 +189,7 @@ class ImportReject(Base):
     manifest: Mapped[str] = mapped_column(Text)
     line: Mapped[int] = mapped_column(Integer)  # 1-based row number in the manifest (header excluded)
     recording_ref: Mapped[str | None] = mapped_column(String(128))
-    reason: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[RejectReason] = mapped_column(EnumText(RejectReason, 64))
     detail: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -204,7 +242,7 @@ class LabelStudioProject(Base):
     base_url: Mapped[str] = mapped_column(Text)  # never holds credentials
     ls_project_id: Mapped[int] = mapped_column(Integer)
     title: Mapped[str] = mapped_column(Text)
-    purpose: Mapped[str] = mapped_column(String(16), default="review")  # "review" or "adjudication"
+    purpose: Mapped[ProjectPurpose] = mapped_column(EnumText(ProjectPurpose, 16), default=ProjectPurpose.REVIEW)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -231,7 +269,7 @@ class LabelStudioPull(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("ls_projects.id", ondelete="CASCADE"), index=True)
-    mode: Mapped[str] = mapped_column(String(16))  # "incremental" or "full"
+    mode: Mapped[PullMode] = mapped_column(EnumText(PullMode, 16))
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column()
     checkpoint: Mapped[str | None] = mapped_column(String(40))  # max task updated_at seen, LS filter format
@@ -252,8 +290,8 @@ class Review(Base):
     ls_task_id: Mapped[int] = mapped_column(Integer)
     ls_annotation_id: Mapped[int] = mapped_column(Integer, index=True)
     annotator: Mapped[str] = mapped_column(Text)  # LS user email, or "user:<id>"
-    verdict: Mapped[str] = mapped_column(String(32))  # SceneClass value, "unusable" or "skipped"
-    outcome: Mapped[str] = mapped_column(String(16))  # accepted / corrected / labelled / unusable / skipped
+    verdict: Mapped[str] = mapped_column(String(32))  # a SceneClass or Verdict value
+    outcome: Mapped[ReviewOutcome] = mapped_column(EnumText(ReviewOutcome, 16))
     predicted_label: Mapped[str | None] = mapped_column(String(32))  # the OSM class it was compared with
     comment: Mapped[str | None] = mapped_column(Text)
     ls_created_at: Mapped[datetime | None] = mapped_column()

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from PIL import Image
 
 from annotator.errors import ImageryError
+from annotator.vocabulary import ImageryFailure
+from dataset.imagery.base import TileSource
 from dataset.imagery.geo import (
     TILE_SIZE,
     check_latitude,
@@ -21,7 +23,6 @@ from dataset.imagery.geo import (
     metres_per_pixel,
     zoom_for_resolution,
 )
-from dataset.imagery.sources import TileSource
 
 DEFAULT_SIZE_PX = 512
 DEFAULT_RESOLUTION_M = 0.5
@@ -73,7 +74,7 @@ def crop_at(
     if size_px < 1:
         raise ValueError(f"size_px must be positive, got {size_px}")
     if not math.isfinite(lon):
-        raise ImageryError(f"longitude {lon} is not a number")
+        raise ImageryError(f"longitude {lon} is not a number", reason=ImageryFailure.OUT_OF_RANGE)
     check_latitude(lat)
     zoom = choose_zoom(source, lat, resolution_m)
     native = metres_per_pixel(lat, zoom)
@@ -85,24 +86,10 @@ def crop_at(
     scale = tile_size / TILE_SIZE
     cx, cy = px * scale, py * scale
     half = window_m / native * scale / 2
-    x0, y0, x1, y1 = cx - half, cy - half, cx + half, cy + half
-
-    n = 1 << zoom
-    tx0, tx1 = math.floor(x0 / tile_size), math.floor(math.nextafter(x1, -math.inf) / tile_size)
-    ty0, ty1 = math.floor(y0 / tile_size), math.floor(math.nextafter(y1, -math.inf) / tile_size)
-    # Columns wrap across the antimeridian; rows beyond the world's edge (only near ±85°) stay black.
-    keys = {(tx, ty): (zoom, tx % n, ty) for ty in range(ty0, ty1 + 1) for tx in range(tx0, tx1 + 1) if 0 <= ty < n}
-    tiles = source.tiles(keys.values())
-    canvas = Image.new("RGB", ((tx1 - tx0 + 1) * tile_size, (ty1 - ty0 + 1) * tile_size))
-    for (tx, ty), key in keys.items():
-        tile = tiles[key]
-        if tile is None:
-            z, x, y = key
-            raise ImageryError(f"tile {z}/{x}/{y} missing at {source.describe()}")
-        canvas.paste(tile, ((tx - tx0) * tile_size, (ty - ty0) * tile_size))
-    ox, oy = tx0 * tile_size, ty0 * tile_size
-    box = (x0 - ox, y0 - oy, x1 - ox, y1 - oy)
-    image = canvas.resize((size_px, size_px), Image.Resampling.LANCZOS, box=box)
+    window = (cx - half, cy - half, cx + half, cy + half)
+    image = _stitch_window(source, zoom, tile_size, window).resize(
+        (size_px, size_px), Image.Resampling.LANCZOS, box=_window_in_canvas(window, tile_size)
+    )
     return Crop(
         image=image,
         footprint=footprint_bbox(lat, lon, size_px, resolution_m),
@@ -112,10 +99,46 @@ def crop_at(
     )
 
 
+def _tile_span(lo: float, hi: float, tile_size: int) -> tuple[int, int]:
+    """First and last tile index covering the pixel interval ``[lo, hi)``."""
+    return math.floor(lo / tile_size), math.floor(math.nextafter(hi, -math.inf) / tile_size)
+
+
+def _stitch_window(
+    source: TileSource, zoom: int, tile_size: int, window: tuple[float, float, float, float]
+) -> Image.Image:
+    """The tiles covering ``window`` (x0, y0, x1, y1 in global pixels of the source at ``zoom``), pasted edge to edge.
+
+    Raises:
+        ImageryError: A covering tile is missing at the source (``tile_missing``) or unreadable.
+    """
+    x0, y0, x1, y1 = window
+    n = 1 << zoom
+    (tx0, tx1), (ty0, ty1) = _tile_span(x0, x1, tile_size), _tile_span(y0, y1, tile_size)
+    # Columns wrap across the antimeridian; rows beyond the world's edge (only near ±85°) stay black.
+    keys = {(tx, ty): (zoom, tx % n, ty) for ty in range(ty0, ty1 + 1) for tx in range(tx0, tx1 + 1) if 0 <= ty < n}
+    tiles = source.tiles(keys.values())
+    canvas = Image.new("RGB", ((tx1 - tx0 + 1) * tile_size, (ty1 - ty0 + 1) * tile_size))
+    for (tx, ty), key in keys.items():
+        tile = tiles[key]
+        if tile is None:
+            z, x, y = key
+            raise ImageryError(f"tile {z}/{x}/{y} missing at {source.describe()}", reason=ImageryFailure.TILE_MISSING)
+        canvas.paste(tile, ((tx - tx0) * tile_size, (ty - ty0) * tile_size))
+    return canvas
+
+
+def _window_in_canvas(window: tuple[float, float, float, float], tile_size: int) -> tuple[float, float, float, float]:
+    """``window`` relative to the top-left corner of the stitched canvas (its first tile's corner)."""
+    x0, y0, x1, y1 = window
+    ox, oy = math.floor(x0 / tile_size) * tile_size, math.floor(y0 / tile_size) * tile_size
+    return (x0 - ox, y0 - oy, x1 - ox, y1 - oy)
+
+
 def _probe_tile_size(source: TileSource, zoom: int, px: float, py: float) -> int:
     n = 1 << zoom
     x, y = min(int(px // TILE_SIZE), n - 1), min(int(py // TILE_SIZE), n - 1)
     tile = source.tile(zoom, x, y)
     if tile is None:
-        raise ImageryError(f"tile {zoom}/{x}/{y} missing at {source.describe()}")
+        raise ImageryError(f"tile {zoom}/{x}/{y} missing at {source.describe()}", reason=ImageryFailure.TILE_MISSING)
     return tile.width

@@ -10,6 +10,7 @@ import math
 from typing import Literal
 
 from annotator.errors import ImageryError
+from annotator.vocabulary import ImageryFailure
 
 TILE_SIZE = 256
 MAX_MERCATOR_LAT = 85.0511287798066  # atan(sinh(pi)) in degrees: the square world image's edge
@@ -29,7 +30,8 @@ def check_latitude(lat: float) -> None:
     """Raise :class:`ImageryError` for a latitude Web-Mercator cannot show (beyond ±85.0511°) or not finite."""
     if not math.isfinite(lat) or abs(lat) > MAX_MERCATOR_LAT:
         raise ImageryError(
-            f"latitude {lat} is outside Web-Mercator's ±{MAX_MERCATOR_LAT:.4f}°; no tile imagery exists there"
+            f"latitude {lat} is outside Web-Mercator's ±{MAX_MERCATOR_LAT:.4f}°; no tile imagery exists there",
+            reason=ImageryFailure.OUT_OF_RANGE,
         )
 
 
@@ -71,7 +73,7 @@ def tile_of(lat: float, lon: float, zoom: int) -> tuple[int, int]:
 
 def metres_per_pixel(lat: float, zoom: int) -> float:
     """Ground resolution in metres per pixel at ``lat`` and ``zoom`` (156543.034·cos φ / 2^z)."""
-    return EQUATOR_MPP_Z0 * math.cos(math.radians(lat)) / 2**zoom
+    return EQUATOR_MPP_Z0 * math.cos(math.radians(lat)) / (1 << zoom)
 
 
 def zoom_for_resolution(lat: float, resolution_m: float, *, max_zoom: int = MAX_ZOOM) -> int:
@@ -90,7 +92,7 @@ def zoom_for_resolution(lat: float, resolution_m: float, *, max_zoom: int = MAX_
 def meridional_radius(lat: float) -> float:
     """WGS84 meridional radius of curvature M(φ) in metres."""
     s = math.sin(math.radians(lat))
-    return WGS84_A * (1 - WGS84_E2) / (1 - WGS84_E2 * s * s) ** 1.5
+    return float(WGS84_A * (1 - WGS84_E2) / (1 - WGS84_E2 * s * s) ** 1.5)  # float ** float types as Any
 
 
 def prime_vertical_radius(lat: float) -> float:

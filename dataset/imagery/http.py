@@ -9,25 +9,35 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
-import hashlib
 import http.client
+import importlib.metadata
 import os
-import tempfile
 import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from annotator import __version__
 from annotator.errors import ImageryError, ImagerySourceError
-from dataset.imagery.sources import TileKey, TileSource, format_template
+from annotator.files import atomic_write_bytes, sha256_bytes
+from annotator.vocabulary import ImageryFailure
+from dataset.imagery.base import DEFAULT_MAX_ZOOM, TileKey, TileSource, format_template
+
+
+def _tool_version() -> str:
+    """The installed annotator's version (read from its metadata: this layer does not import the package)."""
+    try:
+        return importlib.metadata.version("annotator")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
 
 DEFAULT_USER_AGENT = (
-    f"annotator/{__version__} (aerial-scene dataset builder; python-urllib; "
+    f"annotator/{_tool_version()} (aerial-scene dataset builder; python-urllib; "
     "configurable: pass --user-agent with your contact)"
 )
 DEFAULT_TIMEOUT_S = 20.0
@@ -36,6 +46,14 @@ DEFAULT_BACKOFF_S = 1.0
 MAX_WAIT_S = 120.0  # longest single wait, even when Retry-After asks for more
 MAX_IN_FLIGHT = 4
 DEFAULT_SUBDOMAINS = ("a", "b", "c")
+
+
+@dataclass(frozen=True)
+class _Retry:
+    """A transient failure of one request: what went wrong, and how long to wait before the next."""
+
+    problem: str
+    wait_s: float
 
 
 def default_cache_dir() -> Path:
@@ -64,7 +82,7 @@ class UrlTemplateSource(TileSource):
         subdomains: tuple[str, ...] = DEFAULT_SUBDOMAINS,
         max_zoom: int | None = None,
     ) -> None:
-        super().__init__(template, **({"max_zoom": max_zoom} if max_zoom is not None else {}))
+        super().__init__(template, max_zoom=DEFAULT_MAX_ZOOM if max_zoom is None else max_zoom)
         self.template = template
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self.user_agent = user_agent
@@ -88,7 +106,7 @@ class UrlTemplateSource(TileSource):
 
     def cache_path(self, z: int, x: int, y: int) -> Path:
         """Where the tile is cached: keyed by a hash of the template (subdomain-free) and the tile."""
-        digest = hashlib.sha256(f"{self.template}|{z}/{x}/{y}".encode()).hexdigest()
+        digest = sha256_bytes(f"{self.template}|{z}/{x}/{y}".encode())
         return self.cache_dir / digest[:2] / f"{digest}.tile"
 
     def read_tile_bytes(self, z: int, x: int, y: int) -> bytes | None:
@@ -97,10 +115,10 @@ class UrlTemplateSource(TileSource):
             return None
         path = self.cache_path(z, x, y)
         with contextlib.suppress(FileNotFoundError):
-            data = path.read_bytes()
+            cached = path.read_bytes()
             with self._count_lock:
                 self.cache_hits += 1
-            return data
+            return cached
         data = self._fetch(z, x, y)
         if data is None:
             self._absent.add(key)
@@ -127,49 +145,58 @@ class UrlTemplateSource(TileSource):
         return out
 
     def _fetch(self, z: int, x: int, y: int) -> bytes | None:
+        """The tile from the server (None for 404/410/204), retrying transient failures with backoff."""
         url = self.url_for(z, x, y)
         where = f"tile {z}/{x}/{y} from {self.describe()}"
-        last_problem, wait = "", 0.0
+        retry = _Retry("", 0.0)
         for attempt in range(self.max_retries + 1):
             if attempt:
-                time.sleep(min(MAX_WAIT_S, wait))
-            request = urllib.request.Request(url, headers={"User-Agent": self.user_agent, "Accept": "image/*"})
-            with self._count_lock:
-                self.requests_made += 1
-            try:
-                with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
-                    data = response.read()
-                    if response.status == 204 or not data:
-                        return None
-                    return data
-            except urllib.error.HTTPError as exc:
-                exc.close()
-                if exc.code in (404, 410):
-                    return None
-                if exc.code in (401, 403):
-                    raise ImagerySourceError(
-                        f"the tile server refused access (HTTP {exc.code}) for {where}; check the URL's API key "
-                        "and the server's usage policy"
-                    ) from None
-                if exc.code != 429 and exc.code < 500:
-                    raise ImageryError(f"{where} failed with HTTP {exc.code} {exc.reason}") from None
-                last_problem = f"HTTP {exc.code}"
-                asked = _retry_after(exc.headers.get("Retry-After"))
-                wait = self.backoff_s * 2**attempt if asked is None else asked
-            except (TimeoutError, urllib.error.URLError, http.client.HTTPException, ConnectionError) as exc:
-                reason = getattr(exc, "reason", exc)
-                timed_out = isinstance(reason, TimeoutError)
-                last_problem = f"timed out after {self.timeout_s:g} s" if timed_out else f"{reason}"
-                wait = self.backoff_s * 2**attempt
-        raise ImageryError(f"{where} failed after {self.max_retries + 1} attempts ({last_problem})")
+                time.sleep(min(MAX_WAIT_S, retry.wait_s))
+            outcome = self._attempt(url, where, attempt)
+            if not isinstance(outcome, _Retry):
+                return outcome
+            retry = outcome
+        raise ImageryError(
+            f"{where} failed after {self.max_retries + 1} attempts ({retry.problem})",
+            reason=ImageryFailure.FETCH_FAILED,
+        )
+
+    def _attempt(self, url: str, where: str, attempt: int) -> bytes | None | _Retry:
+        """One request: the tile, None when the server has none, or a :class:`_Retry` for a transient failure."""
+        request = urllib.request.Request(url, headers={"User-Agent": self.user_agent, "Accept": "image/*"})
+        with self._count_lock:
+            self.requests_made += 1
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+                data: bytes = response.read()
+                return None if response.status == 204 or not data else data
+        except urllib.error.HTTPError as exc:
+            exc.close()
+            return self._http_error(exc, where, attempt)
+        except (TimeoutError, urllib.error.URLError, http.client.HTTPException, ConnectionError) as exc:
+            reason = getattr(exc, "reason", exc)
+            problem = f"timed out after {self.timeout_s:g} s" if isinstance(reason, TimeoutError) else f"{reason}"
+            return _Retry(problem, self.backoff_s * 2**attempt)
+
+    def _http_error(self, exc: urllib.error.HTTPError, where: str, attempt: int) -> _Retry | None:
+        """What an HTTP error status means: no tile (404/410), retry (429/5xx), or an error raised here."""
+        if exc.code in (404, 410):
+            return None
+        if exc.code in (401, 403):
+            raise ImagerySourceError(
+                f"the tile server refused access (HTTP {exc.code}) for {where}; check the URL's API key "
+                "and the server's usage policy"
+            ) from None
+        if exc.code != 429 and exc.code < 500:
+            raise ImageryError(
+                f"{where} failed with HTTP {exc.code} {exc.reason}", reason=ImageryFailure.FETCH_FAILED
+            ) from None
+        asked = _retry_after(exc.headers.get("Retry-After"))
+        return _Retry(f"HTTP {exc.code}", self.backoff_s * 2**attempt if asked is None else asked)
 
     def _store(self, path: Path, data: bytes) -> None:
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".part")
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-            os.replace(tmp, path)
+            atomic_write_bytes(path, data)
         except OSError as exc:
             raise ImagerySourceError(f"cannot write the tile cache at {self.cache_dir}: {exc}") from exc
 

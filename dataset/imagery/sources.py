@@ -7,123 +7,32 @@
 - a ``.mbtiles`` file (SQLite, TMS row order, opened read-only);
 - an ``http(s)://…/{z}/{x}/{y}…`` URL template (see :mod:`dataset.imagery.http`).
 
-Every source hands out decoded RGB tiles through :meth:`TileSource.tile`, which keeps an LRU cache of decoded tiles
-so neighbouring crops share their work, and counts what it decoded (the benchmark reports it).
+Every source is a :class:`dataset.imagery.base.TileSource`: decoded RGB tiles through an LRU cache, so
+neighbouring crops share their work.
 """
 
 from __future__ import annotations
 
-import io
-import re
 import sqlite3
 import threading
 import urllib.parse
-from collections import OrderedDict
-from collections.abc import Iterable
 from pathlib import Path
-from types import TracebackType
-
-from PIL import Image, UnidentifiedImageError
 
 from annotator.errors import ImageryError, ImagerySourceError
+from annotator.vocabulary import ImageryFailure
+from dataset.imagery.base import TileSource, format_template, has_xyz_fields
+from dataset.imagery.http import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT_S, DEFAULT_USER_AGENT, UrlTemplateSource
 
-TileKey = tuple[int, int, int]  # (z, x, y), XYZ numbering
+__all__ = [
+    "MBTilesSource",
+    "PathTemplateSource",
+    "TileSource",
+    "UrlTemplateSource",
+    "XYZFolderSource",
+    "open_source",
+]
+
 TILE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp")
-#: Zoom range assumed when a source cannot tell (templates whose folders cannot be listed, URLs).
-DEFAULT_MIN_ZOOM = 0
-DEFAULT_MAX_ZOOM = 22
-DECODED_CACHE_TILES = 256  # ~50 MB of 256-px RGB tiles: covers several neighbouring 512-px crops
-
-
-class TileSource:
-    """A pyramid of XYZ tiles. Subclasses implement :meth:`read_tile_bytes` (and may batch :meth:`read_many`).
-
-    Attributes:
-        spec: The SOURCE string as the user gave it (stored as the image's provenance).
-        min_zoom: Coarsest zoom level the source holds.
-        max_zoom: Finest zoom level the source holds.
-        tiles_decoded: How many tiles were decoded with Pillow so far (cache hits excluded).
-    """
-
-    def __init__(self, spec: str, *, min_zoom: int = DEFAULT_MIN_ZOOM, max_zoom: int = DEFAULT_MAX_ZOOM) -> None:
-        self.spec = spec
-        self.min_zoom = min_zoom
-        self.max_zoom = max_zoom
-        self.tiles_decoded = 0
-        self.tile_size: int | None = None  # pixel size of the source's tiles, known after the first decode
-        self._decoded: OrderedDict[TileKey, Image.Image | None] = OrderedDict()
-        self._lock = threading.Lock()
-
-    # -- what subclasses provide -------------------------------------------------------------------------------
-    def read_tile_bytes(self, z: int, x: int, y: int) -> bytes | None:
-        """The encoded tile, or None when the source has no such tile."""
-        raise NotImplementedError
-
-    def read_many(self, keys: Iterable[TileKey]) -> dict[TileKey, bytes | None]:
-        """Encoded tiles for several keys (sequential here; the URL source fetches a few at a time)."""
-        return {key: self.read_tile_bytes(*key) for key in keys}
-
-    def describe(self) -> str:
-        """The source as shown in messages."""
-        return self.spec
-
-    # -- shared behaviour --------------------------------------------------------------------------------------
-    def tiles(self, keys: Iterable[TileKey]) -> dict[TileKey, Image.Image | None]:
-        """Decoded RGB tiles (None for a tile the source lacks), from the LRU cache where possible."""
-        wanted = list(dict.fromkeys(keys))
-        out: dict[TileKey, Image.Image | None] = {}
-        with self._lock:
-            for key in wanted:
-                if key in self._decoded:
-                    self._decoded.move_to_end(key)
-                    out[key] = self._decoded[key]
-        missing = [key for key in wanted if key not in out]
-        if missing:
-            for key, data in self.read_many(missing).items():
-                out[key] = None if data is None else self._decode(key, data)
-            with self._lock:
-                for key in missing:
-                    self._decoded[key] = out[key]
-                while len(self._decoded) > DECODED_CACHE_TILES:
-                    self._decoded.popitem(last=False)
-        return out
-
-    def tile(self, z: int, x: int, y: int) -> Image.Image | None:
-        """One decoded RGB tile, or None when the source has none at (z, x, y)."""
-        return self.tiles([(z, x, y)])[(z, x, y)]
-
-    def _decode(self, key: TileKey, data: bytes) -> Image.Image:
-        try:
-            with Image.open(io.BytesIO(data)) as raw:
-                image = raw.convert("RGB")
-        except (UnidentifiedImageError, OSError, ValueError) as exc:
-            z, x, y = key
-            raise ImageryError(f"tile {z}/{x}/{y} at {self.describe()} is not a readable image: {exc}") from exc
-        self.tiles_decoded += 1
-        if image.width != image.height:
-            z, x, y = key
-            raise ImageryError(f"tile {z}/{x}/{y} at {self.describe()} is {image.width}×{image.height}, not square")
-        if self.tile_size is None:
-            self.tile_size = image.width
-        elif image.width != self.tile_size:
-            image = image.resize((self.tile_size, self.tile_size), Image.Resampling.LANCZOS)
-        return image
-
-    def close(self) -> None:
-        """Release files, connections and threads."""
-        with self._lock:
-            self._decoded.clear()
-
-    def __enter__(self) -> TileSource:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.describe()!r}, zoom {self.min_zoom}–{self.max_zoom})"
 
 
 def _zoom_levels(folder: Path) -> list[int]:
@@ -156,7 +65,7 @@ class XYZFolderSource(TileSource):
             except FileNotFoundError:
                 continue
             except OSError as exc:
-                raise ImageryError(f"cannot read tile {path}: {exc}") from exc
+                raise ImageryError(f"cannot read tile {path}: {exc}", reason=ImageryFailure.BAD_TILE) from exc
             if self._extensions[0] != ext:
                 self._extensions.remove(ext)
                 self._extensions.insert(0, ext)
@@ -184,7 +93,7 @@ class PathTemplateSource(TileSource):
         except FileNotFoundError:
             return None
         except OSError as exc:
-            raise ImageryError(f"cannot read tile {path}: {exc}") from exc
+            raise ImageryError(f"cannot read tile {path}: {exc}", reason=ImageryFailure.BAD_TILE) from exc
 
 
 class MBTilesSource(TileSource):
@@ -236,20 +145,6 @@ def _int_or(value: object, fallback: int | None) -> int | None:
         return fallback
 
 
-_FIELD = re.compile(r"\{(z|x|y|-y|s)\}")
-
-
-def format_template(template: str, z: int, x: int, y: int, subdomain: str = "") -> str:
-    """Fill ``{z}``, ``{x}``, ``{y}``, ``{-y}`` (TMS row) and ``{s}`` (subdomain) in a tile template."""
-    values = {"z": str(z), "x": str(x), "y": str(y), "-y": str((1 << z) - 1 - y), "s": subdomain}
-    return _FIELD.sub(lambda m: values[m.group(1)], template)
-
-
-def has_xyz_fields(template: str) -> bool:
-    """True when the template names the zoom, the column and the row."""
-    return "{z}" in template and "{x}" in template and ("{y}" in template or "{-y}" in template)
-
-
 def open_source(
     spec: str,
     *,
@@ -276,12 +171,15 @@ def open_source(
         raise ImagerySourceError("the imagery SOURCE is empty; " + _EXPECTED)
     lowered = spec.lower()
     if lowered.startswith(("http://", "https://")):
-        from dataset.imagery.http import UrlTemplateSource
-
         if not has_xyz_fields(spec):
             raise ImagerySourceError(f"imagery URL {spec!r} lacks {{z}}, {{x}} and {{y}} fields; " + _EXPECTED)
-        options = {"user_agent": user_agent, "timeout_s": timeout_s, "max_retries": max_retries}
-        return UrlTemplateSource(spec, cache_dir=cache_dir, **{k: v for k, v in options.items() if v is not None})
+        return UrlTemplateSource(
+            spec,
+            cache_dir=cache_dir,
+            user_agent=DEFAULT_USER_AGENT if user_agent is None else user_agent,
+            timeout_s=DEFAULT_TIMEOUT_S if timeout_s is None else timeout_s,
+            max_retries=DEFAULT_MAX_RETRIES if max_retries is None else max_retries,
+        )
     if "://" in spec:
         raise ImagerySourceError(f"imagery SOURCE {spec!r} uses an unsupported scheme; " + _EXPECTED)
     if has_xyz_fields(spec):

@@ -23,6 +23,9 @@ import numpy as np
 import soundfile as sf
 from PIL import Image
 
+from annotator.ingest.outcome import RowOutcome
+from annotator.vocabulary import RejectReason
+
 #: soundfile (format, subtype) for each suffix the generators write.
 AUDIO_FORMATS: dict[str, tuple[str, str | None]] = {
     ".wav": ("WAV", "PCM_16"),
@@ -175,10 +178,10 @@ def freesound_result(
 
 @dataclass(frozen=True)
 class CorpusRow:
-    """A manifest row of the standard corpus and what importing it must do ("new" or a reject reason)."""
+    """A manifest row of the standard corpus and what importing it must do (``new`` or a reject reason)."""
 
     row: dict[str, object]
-    expect: str
+    expect: RowOutcome | RejectReason
     duration_s: float | None = None
     sample_rate: int | None = None
     channels: int | None = None
@@ -204,9 +207,19 @@ def build_corpus(root: Path, seed: int = 0) -> list[CorpusRow]:
         make_audio(root / "audio" / name, duration, rate, channels, seed + i, freq=220.0 + 40 * i)
         rows.append(
             CorpusRow(
-                {"recording_id": f"good{i}", "lat": 60.1 + i / 100, "lon": 24.9 + i / 100, "audio": f"audio/{name}",
-                 "license": "CC0", "author": "generator", "source_url": f"https://example.org/{i}"},
-                "new", duration, rate, channels,
+                {
+                    "recording_id": f"good{i}",
+                    "lat": 60.1 + i / 100,
+                    "lon": 24.9 + i / 100,
+                    "audio": f"audio/{name}",
+                    "license": "CC0",
+                    "author": "generator",
+                    "source_url": f"https://example.org/{i}",
+                },
+                RowOutcome.NEW,
+                duration,
+                rate,
+                channels,
             )
         )
     make_image(root / "images" / "wide.jpg", (800, 600), seed)
@@ -223,28 +236,28 @@ def build_corpus(root: Path, seed: int = 0) -> list[CorpusRow]:
     outside = root.parent / f"{root.name}-outside" / "outside.wav"  # beside the corpus, not inside it
     make_audio(outside, 3.0, 16000, 1, seed + 22)
 
-    def bad(rid: str, expect: str, **fields: object) -> CorpusRow:
+    def bad(rid: str, expect: RejectReason, **fields: object) -> CorpusRow:
         row: dict[str, object] = {"recording_id": rid, "lat": 61.0, "lon": 25.0, "audio": "audio/spare.wav"}
         row.update(fields)
         return CorpusRow(row, expect)
 
     rows += [
-        bad("short", "too_short", audio="audio/short_1_5s.wav"),
-        bad("gone", "missing_file", audio="audio/does_not_exist.wav"),
-        bad("empty", "empty_file", audio="audio/empty.wav"),
-        bad("trunc", "corrupt_audio", audio="audio/truncated.wav"),
-        bad("text", "not_audio", audio="audio/text.wav"),
-        bad("png", "not_audio", audio="audio/image.wav"),
-        bad("nolat", "missing_coordinates", lat=None),
-        bad("words", "bad_coordinates", lat="north"),
-        bad("nan", "bad_coordinates", lon="NaN"),
-        bad("lat91", "coordinates_out_of_range", lat=91.0),
-        bad("lon181", "coordinates_out_of_range", lon=-181.5),
-        bad("badimg", "bad_image", image="images/not_an_image.jpg"),
-        bad("noimg", "missing_image", image="images/nowhere.jpg"),
-        bad("dotdot", "path_escapes_root", audio=f"../{outside.parent.name}/outside.wav"),
-        bad("abs", "path_escapes_root", audio=str(outside.resolve())),
-        bad("good0", "duplicate_id", lat=10.0),  # same id as the first good row, other data
+        bad("short", RejectReason.TOO_SHORT, audio="audio/short_1_5s.wav"),
+        bad("gone", RejectReason.MISSING_FILE, audio="audio/does_not_exist.wav"),
+        bad("empty", RejectReason.EMPTY_FILE, audio="audio/empty.wav"),
+        bad("trunc", RejectReason.CORRUPT_AUDIO, audio="audio/truncated.wav"),
+        bad("text", RejectReason.NOT_AUDIO, audio="audio/text.wav"),
+        bad("png", RejectReason.NOT_AUDIO, audio="audio/image.wav"),
+        bad("nolat", RejectReason.MISSING_COORDINATES, lat=None),
+        bad("words", RejectReason.BAD_COORDINATES, lat="north"),
+        bad("nan", RejectReason.BAD_COORDINATES, lon="NaN"),
+        bad("lat91", RejectReason.COORDINATES_OUT_OF_RANGE, lat=91.0),
+        bad("lon181", RejectReason.COORDINATES_OUT_OF_RANGE, lon=-181.5),
+        bad("badimg", RejectReason.BAD_IMAGE, image="images/not_an_image.jpg"),
+        bad("noimg", RejectReason.MISSING_IMAGE, image="images/nowhere.jpg"),
+        bad("dotdot", RejectReason.PATH_ESCAPES_ROOT, audio=f"../{outside.parent.name}/outside.wav"),
+        bad("abs", RejectReason.PATH_ESCAPES_ROOT, audio=str(outside.resolve())),
+        bad("good0", RejectReason.DUPLICATE_ID, lat=10.0),  # same id as the first good row, other data
     ]
     return rows
 

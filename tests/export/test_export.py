@@ -14,13 +14,13 @@ import soundfile
 from PIL import Image
 from sqlalchemy import func, select
 
+from annotator.export import ExportOptions
 from annotator.store import session_scope
 from annotator.store.models import ExportRecord, Pair
 from annotator.vocabulary import SceneClass
 from dataset.audio import read_mono
-from dataset.export import ExportOptions, export_dataset
 from dataset.imagery.geo import offset_point
-from tests.export.world import PairSpec, labelled, plant_pairs
+from tests.export.world import PairSpec, labelled, plant_pairs, run_export
 
 
 def rows_of(out: Path) -> list[dict[str, str]]:
@@ -63,8 +63,7 @@ def test_augment_below_edge_ninety_nine_augmented_hundred_not(engine, location, 
 
 
 def test_offsets_are_distinct_recorded_with_provenance_and_reused(engine, location, cli, tmp_path, tiles):
-    parents = plant_pairs(engine, location, labelled(SceneClass.HARBOUR, 2) + labelled(SceneClass.LAKE, 3),
-                          tiles=tiles)
+    parents = plant_pairs(engine, location, labelled(SceneClass.HARBOUR, 2) + labelled(SceneClass.LAKE, 3), tiles=tiles)
     first = tmp_path / "first"
     cli("export", str(first), "--min-per-class", "2", "--augment-below", "3", "--offset-m", "64")
     files = tree_bytes(first)
@@ -75,14 +74,17 @@ def test_offsets_are_distinct_recorded_with_provenance_and_reused(engine, locati
             parent = session.get(Pair, parent_id)
             mine = [p for p in offsets if p.parent_pair_id == parent_id]
             assert [(p.direction, p.offset_index, p.offset_m) for p in mine] == [
-                ("N", 1, 64.0), ("E", 2, 64.0), ("S", 3, 64.0), ("W", 4, 64.0)
+                ("N", 1, 64.0),
+                ("E", 2, 64.0),
+                ("S", 3, 64.0),
+                ("W", 4, 64.0),
             ]
             for p in mine:
                 assert (p.lat, p.lon) == pytest.approx(offset_point(parent.lat, parent.lon, p.direction, 64.0))
                 assert p.image_status == "present" and p.footprint is not None and p.recording_id == parent.recording_id
             # four new clips, none the original's window nor each other's
             starts = [parent.clip_start_s] + [p.clip_start_s for p in mine]
-            assert min(abs(a - b) for i, a in enumerate(starts) for b in starts[i + 1:]) >= 0.25
+            assert min(abs(a - b) for i, a in enumerate(starts) for b in starts[i + 1 :]) >= 0.25
             clips = [read_mono(location.media_dir / q.clip_path)[0] for q in [parent, *mine]]
             assert all(not np.array_equal(clips[i], clips[j]) for i in range(5) for j in range(i + 1, 5))
             rec = parent.recording.source_id
@@ -102,8 +104,12 @@ def test_offsets_are_distinct_recorded_with_provenance_and_reused(engine, locati
 
 def test_no_recording_straddles_splits(engine, location, tiles):
     plant_pairs(engine, location, labelled(SceneClass.BRIDGE, 12) + labelled(SceneClass.ORCHARD, 25), tiles=tiles)
-    report = export_dataset(engine, location, location.media_dir.parent / "ds",
-                            ExportOptions(min_per_class=5, augment_below=13, seed=3, workers=1))
+    report = run_export(
+        engine,
+        location,
+        location.media_dir.parent / "ds",
+        ExportOptions(min_per_class=5, augment_below=13, seed=3, workers=1),
+    )
     rows = rows_of(report.out)
     splits_of_recording = defaultdict(set)
     for row in rows:
@@ -115,14 +121,13 @@ def test_no_recording_straddles_splits(engine, location, tiles):
 
 
 def test_reexport_is_byte_identical_whatever_the_workers(engine, location, tiles, tmp_path):
-    plant_pairs(engine, location, labelled(SceneClass.GRASSLAND, 4) + labelled(SceneClass.RESIDENTIAL, 6),
-                tiles=tiles)
+    plant_pairs(engine, location, labelled(SceneClass.GRASSLAND, 4) + labelled(SceneClass.RESIDENTIAL, 6), tiles=tiles)
     base = ExportOptions(min_per_class=3, augment_below=5, seed=7)
-    one = export_dataset(engine, location, tmp_path / "one", ExportOptions(**{**base.__dict__, "workers": 1}))
-    two = export_dataset(engine, location, tmp_path / "two", ExportOptions(**{**base.__dict__, "workers": 2}))
+    one = run_export(engine, location, tmp_path / "one", ExportOptions(**{**base.__dict__, "workers": 1}))
+    two = run_export(engine, location, tmp_path / "two", ExportOptions(**{**base.__dict__, "workers": 2}))
     assert tree_bytes(one.out) == tree_bytes(two.out)
     assert one.manifest_sha256 == two.manifest_sha256
-    other_seed = export_dataset(engine, location, tmp_path / "three", ExportOptions(**{**base.__dict__, "seed": 8}))
+    other_seed = run_export(engine, location, tmp_path / "three", ExportOptions(**{**base.__dict__, "seed": 8}))
     assert rows_of(other_seed.out) != rows_of(one.out)  # the seed moves the split
 
 
@@ -131,8 +136,22 @@ def test_layout_is_what_the_release_promises(engine, location, cli, tmp_path, ti
     out = tmp_path / "dataset"
     cli("export", str(out), "--min-per-class", "1", "--augment-below", "2", "--sample-rate", "16000")
     rows = rows_of(out)
-    assert list(rows[0]) == ["id", "class", "recording", "lat", "lon", "origin", "direction", "split",
-                             "osm_label", "human_label", "label_source", "reviewers", "license", "author"]
+    assert list(rows[0]) == [
+        "id",
+        "class",
+        "recording",
+        "lat",
+        "lon",
+        "origin",
+        "direction",
+        "split",
+        "osm_label",
+        "human_label",
+        "label_source",
+        "reviewers",
+        "license",
+        "author",
+    ]
     for row in rows:
         with Image.open(out / "vision" / row["class"] / f"{row['id']}.jpg") as image:
             assert (image.format, image.size, image.mode) == ("JPEG", (512, 512), "RGB")
@@ -189,8 +208,15 @@ def test_verify_names_changed_missing_and_extra_files(engine, location, cli, tmp
 
 
 def test_unreviewed_pairs_need_the_flag_and_are_marked(engine, location, cli, tmp_path):
-    plant_pairs(engine, location, [*labelled(SceneClass.LAKE, 2), PairSpec("osm1", osm_label=SceneClass.LAKE),
-                                   PairSpec("unus", final_label="unusable", osm_label=SceneClass.LAKE)])
+    plant_pairs(
+        engine,
+        location,
+        [
+            *labelled(SceneClass.LAKE, 2),
+            PairSpec("osm1", osm_label=SceneClass.LAKE),
+            PairSpec("unus", final_label="unusable", osm_label=SceneClass.LAKE),
+        ],
+    )
     out = tmp_path / "reviewed"
     result = cli("export", str(out), "--min-per-class", "1", "--augment-below", "0")
     assert [r["id"] for r in rows_of(out)] == ["lake1", "lake2"]
@@ -206,7 +232,7 @@ def test_unreviewed_pairs_need_the_flag_and_are_marked(engine, location, cli, tm
 
 def test_export_is_recorded_in_the_store(engine, location, tmp_path):
     plant_pairs(engine, location, labelled(SceneClass.FOREST, 2))
-    report = export_dataset(engine, location, tmp_path / "ds", ExportOptions(min_per_class=1, augment_below=0))
+    report = run_export(engine, location, tmp_path / "ds", ExportOptions(min_per_class=1, augment_below=0))
     with session_scope(engine) as session:
         record = session.get(ExportRecord, report.export_id)
         assert record.out_path == str(tmp_path / "ds")
@@ -224,19 +250,22 @@ def test_nothing_to_export_is_one_clear_error(engine, location, cli, tmp_path):
 
 
 def test_short_and_exact_ten_second_recordings_get_distinct_offset_clips(engine, location, tiles, tmp_path):
-    specs = [PairSpec("short", SceneClass.BEACH.value, duration_s=2.5),
-             PairSpec("exact", SceneClass.BEACH.value, duration_s=10.0)]
+    specs = [
+        PairSpec("short", SceneClass.BEACH.value, duration_s=2.5),
+        PairSpec("exact", SceneClass.BEACH.value, duration_s=10.0),
+    ]
     plant_pairs(engine, location, specs, tiles=tiles)
-    report = export_dataset(engine, location, tmp_path / "ds", ExportOptions(min_per_class=1, augment_below=5))
+    report = run_export(engine, location, tmp_path / "ds", ExportOptions(min_per_class=1, augment_below=5))
     assert report.offsets == {"beach": 8}
     for rec in ("short", "exact"):
-        sounds = [(report.out / "sound" / "beach" / f"{i}.wav").read_bytes()
-                  for i in [rec] + [f"{rec}_{k}" for k in range(1, 5)]]
+        sounds = [
+            (report.out / "sound" / "beach" / f"{i}.wav").read_bytes()
+            for i in [rec] + [f"{rec}_{k}" for k in range(1, 5)]
+        ]
         assert len({sha(s) for s in sounds}) == 5
 
 
-def test_offset_clips_fall_back_to_the_stored_clip_when_the_original_is_gone(engine, location, cli, tmp_path,
-                                                                              tiles):
+def test_offset_clips_fall_back_to_the_stored_clip_when_the_original_is_gone(engine, location, cli, tmp_path, tiles):
     plant_pairs(engine, location, labelled(SceneClass.ORCHARD, 1), tiles=tiles)
     originals = location.sqlite_path.parent / "recordings"
     moved = tmp_path / "moved"
@@ -247,8 +276,18 @@ def test_offset_clips_fall_back_to_the_stored_clip_when_the_original_is_gone(eng
     assert "cut from the stored clip" in result.stderr and "--audio-root" in result.stderr
     assert len(rows_of(out)) == 5
     # with --audio-root the originals are found again (new offset_m: new offsets, from the whole recording)
-    result = cli("export", str(tmp_path / "ds2"), "--min-per-class", "1", "--augment-below", "2",
-                 "--offset-m", "32", "--audio-root", str(moved))
+    result = cli(
+        "export",
+        str(tmp_path / "ds2"),
+        "--min-per-class",
+        "1",
+        "--augment-below",
+        "2",
+        "--offset-m",
+        "32",
+        "--audio-root",
+        str(moved),
+    )
     assert "stored clip" not in result.stderr and "4 made now" in result.stdout
 
 
@@ -256,5 +295,5 @@ def test_stale_temp_folder_of_a_dead_export_is_removed(engine, location, tmp_pat
     plant_pairs(engine, location, labelled(SceneClass.LAKE, 1))
     stale = tmp_path / ".ds.export-tmp-999999999"
     (stale / "sound").mkdir(parents=True)
-    export_dataset(engine, location, tmp_path / "ds", ExportOptions(min_per_class=1, augment_below=0))
+    run_export(engine, location, tmp_path / "ds", ExportOptions(min_per_class=1, augment_below=0))
     assert not stale.exists() and (tmp_path / "ds" / "manifest.json").is_file()

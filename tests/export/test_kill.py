@@ -22,8 +22,21 @@ REPO = Path(__file__).resolve().parents[2]
 def test_kill_mid_export_leaves_no_partial_out(engine, location, cli, tmp_path):
     plant_pairs(engine, location, labelled(SceneClass.FOREST, 150))
     out = tmp_path / "dataset"
-    command = [sys.executable, "-m", "annotator", "--db", str(location.sqlite_path), "--media-dir",
-               str(location.media_dir), "export", str(out), "--augment-below", "0", "--workers", "2"]
+    command = [
+        sys.executable,
+        "-m",
+        "annotator",
+        "--db",
+        str(location.sqlite_path),
+        "--media-dir",
+        str(location.media_dir),
+        "export",
+        str(out),
+        "--augment-below",
+        "0",
+        "--workers",
+        "2",
+    ]
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     temp = tmp_path / f".dataset.export-tmp-{process.pid}"
     written = temp / "sound" / SceneClass.FOREST.value

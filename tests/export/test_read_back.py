@@ -9,18 +9,17 @@ import pytest
 import soundfile
 from PIL import Image
 
+from annotator.export import ExportOptions
 from annotator.vocabulary import SceneClass
-from dataset.export import ExportOptions, export_dataset
 from dataset.layout import read_metadata
-from tests.export.world import labelled, plant_pairs
+from tests.export.world import labelled, plant_pairs, run_export
 
 
 @pytest.fixture
 def exported(engine, location, tiles, tmp_path):
-    plant_pairs(engine, location, labelled(SceneClass.TRAIN_STATION, 3) + labelled(SceneClass.BEACH, 5),
-                tiles=tiles)
+    plant_pairs(engine, location, labelled(SceneClass.TRAIN_STATION, 3) + labelled(SceneClass.BEACH, 5), tiles=tiles)
     options = ExportOptions(min_per_class=2, augment_below=4, seed=1, workers=1)
-    return export_dataset(engine, location, tmp_path / "ds", options)
+    return run_export(engine, location, tmp_path / "ds", options)
 
 
 def test_minimal_reader_pairs_every_id_with_its_image_and_sound(exported):

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from annotator.export.samples import recording_ids
+from annotator.export.selection import SelectedPair, select_pairs
 from annotator.store import session_scope
-from annotator.vocabulary import FinalReason, SceneClass
+from annotator.vocabulary import FinalReason, LabelSource, RecordingSource, SceneClass
 from dataset.balance import plan_balance
 from dataset.layout import safe_id
-from dataset.selection import SelectedPair, recording_ids, select_pairs
 from tests.export.world import PairSpec, labelled, plant_pairs
 
 
@@ -25,8 +26,12 @@ def test_only_human_labels_by_default_and_osm_labels_marked_when_asked(engine, l
             PairSpec("nothing"),  # no review and OSM matched nothing
             PairSpec("unusable", final_label="unusable", osm_label=SceneClass.FOREST),
             PairSpec("conflict", final_label=None, final_reason=None, osm_label=SceneClass.FOREST),
-            PairSpec("osm-only", final_label=SceneClass.FOREST.value, final_reason=FinalReason.OSM_ONLY.value,
-                     osm_label=SceneClass.FOREST),
+            PairSpec(
+                "osm-only",
+                final_label=SceneClass.FOREST.value,
+                final_reason=FinalReason.OSM_ONLY.value,
+                osm_label=SceneClass.FOREST,
+            ),
         ],
     )
     # A conflict as review resolution leaves it: reason set, no label.
@@ -63,8 +68,23 @@ def test_pairs_without_media_are_counted_not_exported(engine, location):
 
 def _fake(label: SceneClass, n: int) -> list[SelectedPair]:
     return [
-        SelectedPair(i, i, "manifest", f"{label.value}{i}", label, "human", None, label.value, (), 0.0, 0.0,
-                     "i.jpg", "c.wav", None, None)
+        SelectedPair(
+            i,
+            i,
+            RecordingSource.MANIFEST,
+            f"{label.value}{i}",
+            label,
+            LabelSource.HUMAN,
+            None,
+            label.value,
+            (),
+            0.0,
+            0.0,
+            "i.jpg",
+            "c.wav",
+            None,
+            None,
+        )
         for i in range(n)
     ]
 
@@ -82,9 +102,57 @@ def test_ids_are_filesystem_safe_and_unique():
     assert safe_id("rec_01/../x y") == "rec-01-..-x-y"
     assert safe_id("..") == "recording"
     pairs = [
-        SelectedPair(1, 1, "manifest", "a b", SceneClass.LAKE, "human", None, None, (), 0, 0, "", "", None, None),
-        SelectedPair(2, 2, "freesound", "a_b", SceneClass.LAKE, "human", None, None, (), 0, 0, "", "", None, None),
-        SelectedPair(3, 3, "freesound", "12345", SceneClass.LAKE, "human", None, None, (), 0, 0, "", "", None, None),
+        SelectedPair(
+            1,
+            1,
+            RecordingSource.MANIFEST,
+            "a b",
+            SceneClass.LAKE,
+            LabelSource.HUMAN,
+            None,
+            None,
+            (),
+            0,
+            0,
+            "",
+            "",
+            None,
+            None,
+        ),
+        SelectedPair(
+            2,
+            2,
+            RecordingSource.FREESOUND,
+            "a_b",
+            SceneClass.LAKE,
+            LabelSource.HUMAN,
+            None,
+            None,
+            (),
+            0,
+            0,
+            "",
+            "",
+            None,
+            None,
+        ),
+        SelectedPair(
+            3,
+            3,
+            RecordingSource.FREESOUND,
+            "12345",
+            SceneClass.LAKE,
+            LabelSource.HUMAN,
+            None,
+            None,
+            (),
+            0,
+            0,
+            "",
+            "",
+            None,
+            None,
+        ),
     ]
     ids = recording_ids(pairs)
     assert ids[3] == "12345"

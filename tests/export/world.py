@@ -14,10 +14,21 @@ from PIL import Image
 from sqlalchemy import Engine
 
 from annotator.config import StoreLocation
-from annotator.store import session_scope
+from annotator.export import ExportOptions, ExportReport, export_dataset
+from annotator.files import sha256_file
+from annotator.store import session_scope, unit_of_work
+from annotator.store.media import clip_relpath, image_relpath
 from annotator.store.models import OsmEvidence, Pair, Recording
-from annotator.vocabulary import FinalReason, SceneClass
-from dataset.audio import clip_window_start, cut_clip, loop_to_min_duration, read_mono, sha256_file, write_wav_pcm16
+from annotator.vocabulary import (
+    IMAGE_SOURCE_MANIFEST,
+    FinalReason,
+    ImageStatus,
+    PairOrigin,
+    RecordingSource,
+    RecordingStatus,
+    SceneClass,
+)
+from dataset.audio import clip_window_start, cut_clip, loop_to_min_duration, read_mono, write_wav_pcm16
 from dataset.imagery.geo import TILE_SIZE, global_pixel
 from dataset.images import save_jpeg
 from tests.data.generate import make_audio
@@ -76,36 +87,54 @@ def plant_pairs(
     ids = []
     with session_scope(engine) as session:
         for n, spec in enumerate(specs):
-            original = make_audio(originals / f"{spec.source_id}.wav", spec.duration_s, AUDIO_RATE, 1, seed=n,
-                                  freq=200.0 + 7 * n)
+            original = make_audio(
+                originals / f"{spec.source_id}.wav", spec.duration_s, AUDIO_RATE, 1, seed=n, freq=200.0 + 7 * n
+            )
             dlat, dlon = rng_positions.uniform(-0.0004, 0.0004, size=2)
             recording = Recording(
-                source="manifest", source_id=spec.source_id, lat=CENTRE[0] + dlat, lon=CENTRE[1] + dlon,
-                original_path=f"recordings/{spec.source_id}.wav", sha256=sha256_file(original), file_format="WAV",
-                sample_rate=AUDIO_RATE, channels=1, frames=round(spec.duration_s * AUDIO_RATE),
-                duration_s=spec.duration_s, looped=spec.duration_s < 10, license="CC-BY 4.0", author=f"author {n}",
-                status="accepted", manifest="manifest.csv",
+                source=RecordingSource.MANIFEST,
+                source_id=spec.source_id,
+                lat=CENTRE[0] + dlat,
+                lon=CENTRE[1] + dlon,
+                original_path=f"recordings/{spec.source_id}.wav",
+                sha256=sha256_file(original),
+                file_format="WAV",
+                sample_rate=AUDIO_RATE,
+                channels=1,
+                frames=round(spec.duration_s * AUDIO_RATE),
+                duration_s=spec.duration_s,
+                looped=spec.duration_s < 10,
+                license="CC-BY 4.0",
+                author=f"author {n}",
+                status=RecordingStatus.ACCEPTED,
+                manifest="manifest.csv",
             )
             samples, rate = read_mono(original)
             looped = loop_to_min_duration(samples, rate, 10.0)
             key = f"manifest:{spec.source_id}"
             start = clip_window_start(len(looped) / rate, IMPORT_SEED, key)
             pair = Pair(
-                recording=recording, origin="original", lat=recording.lat, lon=recording.lon, clip_start_s=start,
-                clip_seed=IMPORT_SEED, clip_sample_rate=rate, final_label=spec.final_label,
+                recording=recording,
+                origin=PairOrigin.ORIGINAL,
+                lat=recording.lat,
+                lon=recording.lon,
+                clip_start_s=start,
+                clip_seed=IMPORT_SEED,
+                clip_sample_rate=rate,
+                final_label=spec.final_label,
                 final_reason=spec.final_reason if spec.final_label else None,
             )
             session.add_all([recording, pair])
             session.flush()
-            pair.clip_path = f"clips/{pair.id}.wav"
+            pair.clip_path = clip_relpath(pair.id)
             write_wav_pcm16(location.media_dir / pair.clip_path, cut_clip(looped, rate, start), rate)
             if spec.with_image:
-                pair.image_path = f"images/{pair.id}.jpg"
+                pair.image_path = image_relpath(pair.id)
                 colour = np.random.default_rng(n).integers(0, 256, size=3)
                 image = Image.new("RGB", (512, 512), tuple(int(c) for c in colour))
                 save_jpeg(image, location.media_dir / pair.image_path)
-                pair.image_status = "present"
-                pair.image_source = str(tiles) if tiles is not None else "manifest"
+                pair.image_status = ImageStatus.PRESENT
+                pair.image_source = str(tiles) if tiles is not None else IMAGE_SOURCE_MANIFEST
                 pair.image_resolution_m = 0.5
             if spec.osm_label is not None:
                 session.add(OsmEvidence(pair=pair, label=spec.osm_label.value, confidence=0.9, source="test.osm"))
@@ -117,3 +146,9 @@ def labelled(cls: SceneClass, n: int, prefix: str | None = None, **kwargs) -> li
     """`n` pairs reviewed as `cls`, recording ids ``<prefix>1…``."""
     prefix = prefix or cls.name.lower()[:4]
     return [PairSpec(f"{prefix}{i}", final_label=cls.value, **kwargs) for i in range(1, n + 1)]
+
+
+def run_export(engine: Engine, location: StoreLocation, out: Path, options: ExportOptions) -> ExportReport:
+    """`export_dataset` in its own unit of work, as the CLI runs it."""
+    with unit_of_work(engine) as work:
+        return export_dataset(work, location, out, options)

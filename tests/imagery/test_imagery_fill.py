@@ -13,8 +13,10 @@ from sqlalchemy.orm import Session
 from annotator.demo import world
 from annotator.demo.tiles import write_demo_tiles
 from annotator.errors import ImagerySourceError
-from annotator.imagery import fill_missing_images
+from annotator.imagery import FillReport, fill_missing_images
+from annotator.store import unit_of_work
 from annotator.store.models import Pair, Recording
+from annotator.vocabulary import ImageStatus, RecordingSource, RecordingStatus
 from dataset.imagery import geo
 from dataset.imagery.crop import crop_at
 from dataset.imagery.sources import open_source
@@ -26,12 +28,17 @@ def demo_tiles(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_demo_tiles(tmp_path_factory.mktemp("demo") / "tiles")
 
 
-def _add_pairs(engine, points: list[tuple[float, float]], status: str = "needs_imagery") -> list[int]:
+def _fill(engine, location, source, **options) -> FillReport:
+    with unit_of_work(engine) as work:
+        return fill_missing_images(work, location, source, **options)
+
+
+def _add_pairs(engine, points: list[tuple[float, float]], status: ImageStatus = ImageStatus.NEEDS_IMAGERY) -> list[int]:
     with Session(engine) as session, session.begin():
         ids = []
         for i, (lat, lon) in enumerate(points):
             recording = Recording(
-                source="manifest",
+                source=RecordingSource.MANIFEST,
                 source_id=f"rec{i}-{lat}-{lon}-{status}",
                 lat=lat,
                 lon=lon,
@@ -41,7 +48,7 @@ def _add_pairs(engine, points: list[tuple[float, float]], status: str = "needs_i
                 channels=1,
                 frames=22050 * 12,
                 duration_s=12.0,
-                status="accepted",
+                status=RecordingStatus.ACCEPTED,
             )
             pair = Pair(recording=recording, lat=lat, lon=lon, image_status=status)
             session.add(pair)
@@ -54,9 +61,9 @@ def test_fill_gives_every_good_pair_an_image_and_marks_the_bad_one(engine, locat
     good = [cell.centre for cell in world.cells()[:5]]
     bad = [(10.0, 10.0), (86.0, 26.8)]  # no tiles there; beyond Web-Mercator
     ids = _add_pairs(engine, good[:2] + bad[:1] + good[2:] + bad[1:])
-    present = _add_pairs(engine, [good[0]], status="present")
+    present = _add_pairs(engine, [good[0]], status=ImageStatus.PRESENT)
     calls = []
-    report = fill_missing_images(engine, location, str(demo_tiles), progress=calls.append)
+    report = _fill(engine, location, str(demo_tiles), progress=calls.append)
     assert report.filled == 5
     assert dict(report.failed_by_reason) == {"tile_missing": 1, "out_of_range": 1}
     assert report.skipped == 1 and sum(calls) == 7
@@ -84,30 +91,30 @@ def test_fill_gives_every_good_pair_an_image_and_marks_the_bad_one(engine, locat
 
 def test_failed_pairs_are_retried_only_when_asked(engine, location, demo_tiles: Path) -> None:
     _add_pairs(engine, [(10.0, 10.0)])
-    first = fill_missing_images(engine, location, str(demo_tiles))
+    first = _fill(engine, location, str(demo_tiles))
     assert first.failed == 1
-    again = fill_missing_images(engine, location, str(demo_tiles), retry_failed=False)
+    again = _fill(engine, location, str(demo_tiles), retry_failed=False)
     assert again.failed == 0 and again.filled == 0 and again.skipped == 1
-    retried = fill_missing_images(engine, location, str(demo_tiles), retry_failed=True)
+    retried = _fill(engine, location, str(demo_tiles), retry_failed=True)
     assert retried.failed == 1
 
 
 def test_fill_is_idempotent_and_byte_stable(engine, location, demo_tiles: Path) -> None:
     (pid,) = _add_pairs(engine, [world.cells()[6].centre])
-    fill_missing_images(engine, location, str(demo_tiles))
+    _fill(engine, location, str(demo_tiles))
     path = location.media_dir / f"images/{pid}.jpg"
     first = path.read_bytes()
-    assert fill_missing_images(engine, location, str(demo_tiles)).filled == 0  # nothing left to do
+    assert _fill(engine, location, str(demo_tiles)).filled == 0  # nothing left to do
     with Session(engine) as session, session.begin():
-        session.get(Pair, pid).image_status = "needs_imagery"
-    fill_missing_images(engine, location, str(demo_tiles))
+        session.get(Pair, pid).image_status = ImageStatus.NEEDS_IMAGERY
+    _fill(engine, location, str(demo_tiles))
     assert path.read_bytes() == first
 
 
 def test_unusable_source_stops_the_run_with_a_clear_error(engine, location, tmp_path: Path) -> None:
     _add_pairs(engine, [(60.4, 26.8)])
     with pytest.raises(ImagerySourceError, match="does not exist"):
-        fill_missing_images(engine, location, str(tmp_path / "no-such-tiles"))
+        _fill(engine, location, str(tmp_path / "no-such-tiles"))
     with Session(engine) as session:
         assert session.scalars(select(Pair.image_status)).all() == ["needs_imagery"]
 

@@ -24,8 +24,13 @@ from tests.data.generate import make_audio, make_empty, make_image, make_png_nam
 
 @pytest.mark.parametrize(
     ("suffix", "rate", "channels", "seconds"),
-    [(".wav", 8000, 1, 1.5), (".flac", 44100, 2, 5.0), (".ogg", 48000, 6, 9.99), (".mp3", 32000, 2, 10.0),
-     (".aiff", 16000, 1, 2.0)],
+    [
+        (".wav", 8000, 1, 1.5),
+        (".flac", 44100, 2, 5.0),
+        (".ogg", 48000, 6, 9.99),
+        (".mp3", 32000, 2, 10.0),
+        (".aiff", 16000, 1, 2.0),
+    ],
 )
 def test_probe_reads_format_rate_channels_and_duration(tmp_path, suffix, rate, channels, seconds):
     info = probe_audio(make_audio(tmp_path / f"a{suffix}", seconds, rate, channels))
@@ -65,7 +70,7 @@ def test_loop_replicates_until_ten_seconds():
     samples = np.arange(2 * sr, dtype=np.float32)
     looped = loop_to_min_duration(samples, sr)
     assert looped.shape[0] == 10 * sr and np.array_equal(looped[2 * sr : 4 * sr], samples)
-    assert loop_to_min_duration(samples[: 9990], sr).shape[0] >= 10 * sr
+    assert loop_to_min_duration(samples[:9990], sr).shape[0] >= 10 * sr
     assert loop_to_min_duration(np.zeros(12 * sr, np.float32), sr).shape[0] == 12 * sr  # long: as is
 
 

@@ -27,7 +27,11 @@ def test_demo_recordings_import_with_only_the_planned_rejects(cli, engine, tmp_p
         per_cell[(cell.row, cell.col)] = per_cell.get((cell.row, cell.col), 0) + 1
         metres_lat = 111_320.0
         metres_lon = metres_lat * math.cos(math.radians(rec.lat))
-        edge = min((rec.lat - cell.south) * metres_lat, (cell.north - rec.lat) * metres_lat,
-                   (rec.lon - cell.west) * metres_lon, (cell.east - rec.lon) * metres_lon)
+        edge = min(
+            (rec.lat - cell.south) * metres_lat,
+            (cell.north - rec.lat) * metres_lat,
+            (rec.lon - cell.west) * metres_lon,
+            (cell.east - rec.lon) * metres_lon,
+        )
         assert edge >= MARGIN_M - 15 >= 150 - 5
     assert all(per_cell[(c.row, c.col)] == PER_CELL for c in class_cells)

@@ -23,8 +23,18 @@ from tests.data.generate import (
 from tests.ingest.conftest import read_rejects, recordings_by_id
 
 BAD_REASONS = {
-    "too_short", "missing_file", "empty_file", "corrupt_audio", "not_audio", "missing_coordinates", "bad_coordinates",
-    "coordinates_out_of_range", "bad_image", "missing_image", "path_escapes_root", "duplicate_id",
+    "too_short",
+    "missing_file",
+    "empty_file",
+    "corrupt_audio",
+    "not_audio",
+    "missing_coordinates",
+    "bad_coordinates",
+    "coordinates_out_of_range",
+    "bad_image",
+    "missing_image",
+    "path_escapes_root",
+    "duplicate_id",
 }
 
 
@@ -66,8 +76,9 @@ def _check_standard_import(cli, engine, location, root: Path, rows, manifest: Pa
         assert pair.image_status == ("present" if expected.row.get("image") else "needs_imagery")
 
 
-def test_csv_import_rejects_each_bad_row_by_reason_and_keeps_the_good(cli, engine, location, corpus, csv_manifest,
-                                                                      tmp_path):
+def test_csv_import_rejects_each_bad_row_by_reason_and_keeps_the_good(
+    cli, engine, location, corpus, csv_manifest, tmp_path
+):
     root, rows = corpus
     _check_standard_import(cli, engine, location, root, rows, csv_manifest, tmp_path)
 
@@ -144,8 +155,10 @@ def test_reimport_changes_nothing_and_says_so(cli, engine, location, csv_manifes
 def test_changed_file_and_changed_coordinates_are_reported_not_overwritten(cli, engine, location, tmp_path):
     audio = make_audio(tmp_path / "a.wav", 4.0, 16000, 1, seed=1)
     make_audio(tmp_path / "b.wav", 4.0, 16000, 1, seed=2)
-    rows = [{"recording_id": "a", "lat": 1.0, "lon": 2.0, "audio": "a.wav"},
-            {"recording_id": "b", "lat": 1.0, "lon": 2.0, "audio": "b.wav"}]
+    rows = [
+        {"recording_id": "a", "lat": 1.0, "lon": 2.0, "audio": "a.wav"},
+        {"recording_id": "b", "lat": 1.0, "lon": 2.0, "audio": "b.wav"},
+    ]
     manifest = write_csv_manifest(tmp_path / "m.csv", rows)
     cli("import", str(manifest))
     before = recordings_by_id(engine)
@@ -175,8 +188,11 @@ def test_clip_window_is_reproducible_across_stores_and_changes_with_the_seed(tmp
 
         engine = open_store(location)
         starts = {rid: r.pairs[0].clip_start_s for rid, r in recordings_by_id(engine).items() if r.pairs}
-        clips = {rid: (location.media_dir / r.pairs[0].clip_path).read_bytes()
-                 for rid, r in recordings_by_id(engine).items() if r.pairs}
+        clips = {
+            rid: (location.media_dir / r.pairs[0].clip_path).read_bytes()
+            for rid, r in recordings_by_id(engine).items()
+            if r.pairs
+        }
         engine.dispose()
         return starts, clips
 
@@ -189,8 +205,11 @@ def test_clip_window_is_reproducible_across_stores_and_changes_with_the_seed(tmp
 
 def test_missing_column_fails_the_whole_command_naming_it(cli, engine, tmp_path):
     make_audio(tmp_path / "a.wav", 3.0)
-    manifest = write_csv_manifest(tmp_path / "m.csv", [{"recording_id": "a", "lat": 1, "audio": "a.wav"}],
-                                  columns=("recording_id", "lat", "audio"))
+    manifest = write_csv_manifest(
+        tmp_path / "m.csv",
+        [{"recording_id": "a", "lat": 1, "audio": "a.wav"}],
+        columns=("recording_id", "lat", "audio"),
+    )
     result = cli("import", str(manifest), "--rejects", str(tmp_path / "r.csv"), expect=2)
     assert "lon" in result.stderr and "found: recording_id, lat, audio" in result.stderr
     assert "Traceback" not in result.output
@@ -209,12 +228,15 @@ def test_freesound_results_find_files_by_id_under_the_audio_root(cli, engine, tm
     sounds = tmp_path / "downloads"
     make_audio(sounds / "1001__alice__harbour.wav", 3.0, 22050, 2, seed=1)
     make_audio(sounds / "sub" / "1002.flac", 12.0, 44100, 1, seed=2)
-    manifest = write_freesound_json(tmp_path / "search.json", [
-        freesound_result(1001, 60.17, 24.95, "alice"),
-        freesound_result(1002, 60.18, 24.96, "bob"),
-        freesound_result(1003, 60.19, 24.97),  # no file downloaded
-        freesound_result(1004, None, None),  # no geotag
-    ])
+    manifest = write_freesound_json(
+        tmp_path / "search.json",
+        [
+            freesound_result(1001, 60.17, 24.95, "alice"),
+            freesound_result(1002, 60.18, 24.96, "bob"),
+            freesound_result(1003, 60.19, 24.97),  # no file downloaded
+            freesound_result(1004, None, None),  # no geotag
+        ],
+    )
     cli("import", str(manifest), "--audio-root", str(sounds), "--rejects", str(tmp_path / "r.csv"))
     listed = {r["recording_id"]: r["reason"] for r in read_rejects(tmp_path / "r.csv")}
     assert listed == {"1003": "missing_file", "1004": "missing_coordinates"}
@@ -222,7 +244,11 @@ def test_freesound_results_find_files_by_id_under_the_audio_root(cli, engine, tm
     assert set(recordings) == {"1001", "1002"}
     alice = recordings["1001"]
     assert (alice.source, alice.author, alice.lat, alice.original_path) == (
-        "freesound", "alice", 60.17, "1001__alice__harbour.wav")
+        "freesound",
+        "alice",
+        60.17,
+        "1001__alice__harbour.wav",
+    )
     assert alice.source_url.endswith("/sounds/1001/") and "zero" in alice.license
     assert recordings["1002"].original_path == "sub/1002.flac"
 
@@ -232,8 +258,9 @@ def test_audio_root_and_image_root_replace_the_manifest_folder(cli, engine, tmp_
     from tests.data.generate import make_image
 
     make_image(tmp_path / "pics" / "x.png", (100, 100))
-    manifest = write_csv_manifest(tmp_path / "lists" / "m.csv",
-                                  [{"recording_id": "x", "lat": 0, "lon": 0, "audio": "x.ogg", "image": "x.png"}])
+    manifest = write_csv_manifest(
+        tmp_path / "lists" / "m.csv", [{"recording_id": "x", "lat": 0, "lon": 0, "audio": "x.ogg", "image": "x.png"}]
+    )
     cli("import", str(manifest), "--audio-root", str(tmp_path / "sounds"), "--image-root", str(tmp_path / "pics"))
     pair = recordings_by_id(engine)["x"].pairs[0]
     assert pair.image_status == "present"

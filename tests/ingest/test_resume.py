@@ -42,8 +42,19 @@ def test_killed_import_resumes_to_the_same_store_as_an_uninterrupted_one(cli, en
     rows = _rows(tmp_path / "audio", 150)
     manifest = write_csv_manifest(tmp_path / "audio" / "m.csv", rows)
     db = location.sqlite_path
-    cmd = [sys.executable, "-m", "annotator", "--db", str(db), "--media-dir", str(location.media_dir),
-           "import", str(manifest), "--batch-size", "2"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "annotator",
+        "--db",
+        str(db),
+        "--media-dir",
+        str(location.media_dir),
+        "import",
+        str(manifest),
+        "--batch-size",
+        "2",
+    ]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     committed = 0
     try:

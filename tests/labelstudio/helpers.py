@@ -11,6 +11,7 @@ from annotator.labelstudio import config as lsconfig
 from annotator.labelstudio.client import Connection, iter_task_pages
 from annotator.store.engine import session_scope
 from annotator.store.models import LabelStudioProject, LabelStudioTask
+from annotator.vocabulary import ProjectPurpose
 
 
 def make_annotator(conn: Connection, name: str) -> tuple[int, str]:
@@ -36,7 +37,7 @@ def remote_tasks(conn: Connection, ls_project_id: int) -> list[dict[str, Any]]:
     return [t for page in iter_task_pages(conn, ls_project_id, page_size=1000) for t in page]
 
 
-def task_ids_by_pair(engine: Engine, purpose: str = "review") -> dict[int, int]:
+def task_ids_by_pair(engine: Engine, purpose: ProjectPurpose = ProjectPurpose.REVIEW) -> dict[int, int]:
     with session_scope(engine) as session:
         rows = session.execute(
             select(LabelStudioTask.pair_id, LabelStudioTask.ls_task_id)
@@ -46,7 +47,7 @@ def task_ids_by_pair(engine: Engine, purpose: str = "review") -> dict[int, int]:
         return {pair: task for pair, task in rows}
 
 
-def ls_project_id(engine: Engine, purpose: str = "review") -> int:
+def ls_project_id(engine: Engine, purpose: ProjectPurpose = ProjectPurpose.REVIEW) -> int:
     with session_scope(engine) as session:
         value = session.scalar(select(LabelStudioProject.ls_project_id).where(LabelStudioProject.purpose == purpose))
         assert value is not None

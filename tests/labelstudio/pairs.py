@@ -17,7 +17,7 @@ from sqlalchemy import Engine
 
 from annotator.store.engine import session_scope
 from annotator.store.models import OsmEvidence, Pair, Recording
-from annotator.vocabulary import SceneClass
+from annotator.vocabulary import ImageStatus, RecordingSource, RecordingStatus, SceneClass
 
 OSM_SOURCE = "/data/extracts/finland-test.osm.pbf"
 OSM_DATE = "2024-05-01T00:00:00Z"
@@ -57,22 +57,52 @@ def make_pairs(
     with session_scope(engine) as session:
         for index, label in enumerate(labels):
             recording = Recording(
-                source="manifest", source_id=f"rec-{uuid.uuid4().hex}", lat=60.4 + index * 1e-4, lon=26.8,
-                original_path=f"rec{index}.wav", sha256="0" * 64, file_format="WAV", sample_rate=8000,
-                channels=1, frames=80000, duration_s=10.0, status="accepted",
+                source=RecordingSource.MANIFEST,
+                source_id=f"rec-{uuid.uuid4().hex}",
+                lat=60.4 + index * 1e-4,
+                lon=26.8,
+                original_path=f"rec{index}.wav",
+                sha256="0" * 64,
+                file_format="WAV",
+                sample_rate=8000,
+                channels=1,
+                frames=80000,
+                duration_s=10.0,
+                status=RecordingStatus.ACCEPTED,
             )
-            pair = Pair(recording=recording, lat=recording.lat, lon=recording.lon, image_status="present",
-                        clip_start_s=0.0, clip_seed=index, clip_sample_rate=8000)
+            pair = Pair(
+                recording=recording,
+                lat=recording.lat,
+                lon=recording.lon,
+                image_status=ImageStatus.PRESENT,
+                clip_start_s=0.0,
+                clip_seed=index,
+                clip_sample_rate=8000,
+            )
             session.add(pair)
             session.flush()
             image_rel, clip_rel = shared or write_media(media_dir, str(pair.id), seed=pair.id)
             pair.image_path, pair.clip_path = image_rel, clip_rel
-            session.add(OsmEvidence(
-                pair_id=pair.id, label=label.value if label else None, confidence=confidence if label else 0.0,
-                coverage={label.value: confidence} if label else {}, source=OSM_SOURCE, source_date=OSM_DATE,
-                elements=[{"type": "way", "id": 1000 + index, "version": 3, "timestamp": "2016-04-02T10:00:00Z",
-                           "tags": {"landuse": "forest"}, "class": label.value if label else None}],
-                last_edit_at=datetime(2016, 4, 2, 10, tzinfo=UTC),
-            ))
+            session.add(
+                OsmEvidence(
+                    pair_id=pair.id,
+                    label=label.value if label else None,
+                    confidence=confidence if label else 0.0,
+                    coverage={label.value: confidence} if label else {},
+                    source=OSM_SOURCE,
+                    source_date=OSM_DATE,
+                    elements=[
+                        {
+                            "type": "way",
+                            "id": 1000 + index,
+                            "version": 3,
+                            "timestamp": "2016-04-02T10:00:00Z",
+                            "tags": {"landuse": "forest"},
+                            "class": label.value if label else None,
+                        }
+                    ],
+                    last_edit_at=datetime(2016, 4, 2, 10, tzinfo=UTC),
+                )
+            )
             ids.append(pair.id)
     return ids

@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from annotator.store.engine import session_scope
 from annotator.store.models import LabelStudioTask, Pair, Review
-from annotator.vocabulary import FinalReason, SceneClass, Verdict
+from annotator.vocabulary import FinalReason, ProjectPurpose, SceneClass, Verdict
 from tests.labelstudio.helpers import (
     annotate,
     ls_project_id,
@@ -26,6 +26,8 @@ pytestmark = pytest.mark.labelstudio
 @pytest.fixture
 def location(ls_location):
     return ls_location
+
+
 S = SceneClass
 
 
@@ -63,8 +65,9 @@ def test_round_trip_verdicts_final_labels_and_adjudication(engine, location, cli
 
     # The browser's view: image and audio URLs answer 200 with the very bytes of the media files.
     for key, rel in (("image", f"images/{accept}.jpg"), ("audio", f"clips/{accept}.wav")):
-        request = urllib.request.Request(ls.url + forest_task["data"][key],
-                                         headers={"Authorization": f"Token {ls.api_key}"})
+        request = urllib.request.Request(
+            ls.url + forest_task["data"][key], headers={"Authorization": f"Token {ls.api_key}"}
+        )
         with urllib.request.urlopen(request, timeout=30) as response:
             assert response.status == 200
             assert response.read() == (location.media_dir / rel).read_bytes()
@@ -114,9 +117,9 @@ def test_round_trip_verdicts_final_labels_and_adjudication(engine, location, cli
     outputs.append(cli("ls", "push", "--project", project_title, env=ls_env))
     assert "adjudication" in outputs[-1].stdout
     assert task_ids_by_pair(engine) == tasks
-    adjudication = task_ids_by_pair(engine, "adjudication")
+    adjudication = task_ids_by_pair(engine, ProjectPurpose.ADJUDICATION)
     assert list(adjudication) == [disagree]
-    (adj_task,) = remote_tasks(conn, ls_project_id(engine, "adjudication"))
+    (adj_task,) = remote_tasks(conn, ls_project_id(engine, ProjectPurpose.ADJUDICATION))
     assert alice_email in adj_task["data"]["note"] and "grassland" in adj_task["data"]["note"]
     assert adj_task["predictions"] == []
     assert len(remote_tasks(conn, ls_project_id(engine))) == 7
@@ -126,15 +129,14 @@ def test_round_trip_verdicts_final_labels_and_adjudication(engine, location, cli
     outputs.append(cli("ls", "pull", env=ls_env))
     assert _finals(engine)[disagree] == ("grassland", FinalReason.MAJORITY)
     outputs.append(cli("ls", "push", "--project", project_title, env=ls_env))
-    assert len(task_ids_by_pair(engine, "adjudication")) == 1
+    assert len(task_ids_by_pair(engine, ProjectPurpose.ADJUDICATION)) == 1
 
     for out in outputs:
         assert ls.api_key not in out.output
     assert ls.api_key not in (ls.data_dir / "server.log").read_text(errors="replace")
 
 
-def test_update_adds_a_review_and_delete_retracts_after_full_pull(engine, location, cli, conn, ls_env,
-                                                                  project_title):
+def test_update_adds_a_review_and_delete_retracts_after_full_pull(engine, location, cli, conn, ls_env, project_title):
     first, second = make_pairs(engine, location.media_dir, [S.LAKE, S.FOREST])
     cli("ls", "push", "--project", project_title, env=ls_env)
     tasks = task_ids_by_pair(engine)

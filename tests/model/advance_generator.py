@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import colorsys
 import csv
-import hashlib
 import json
 from pathlib import Path
 
@@ -22,15 +21,14 @@ import numpy as np
 import soundfile
 from PIL import Image
 
-from annotator.vocabulary import CLASS_ORDER, SceneClass
+from annotator.files import sha256_file
+from annotator.vocabulary import CLASS_ORDER, LabelSource, OffsetDirection, PairOrigin, SceneClass
+from dataset.layout import MANIFEST_FILE, METADATA_COLUMNS, METADATA_FILE, image_relpath, sound_relpath
 from dataset.split import assign_splits, recording_of
-
-METADATA_COLUMNS = ["id", "class", "recording", "lat", "lon", "origin", "direction", "split", "osm_label",
-                    "human_label", "label_source", "reviewers", "license", "author"]
 
 
 def class_tone_hz(cls: SceneClass) -> float:
-    return 220.0 * 1.17 ** cls.index
+    return 220.0 * 1.17**cls.index
 
 
 def make_image(path: Path, cls: SceneClass, rng: np.random.Generator, size: int) -> None:
@@ -77,8 +75,8 @@ def write_release(
             if offsets_every and k % offsets_every == offsets_every - 1:
                 ids += [f"{recording:05d}_{j}" for j in range(1, 5)]
             for sample_id in ids:
-                make_image(root / "vision" / cls.value / f"{sample_id}.jpg", cls, rng, image_size)
-                make_sound(root / "sound" / cls.value / f"{sample_id}.wav", cls, rng, duration_s, sample_rate)
+                make_image(root / image_relpath(cls, sample_id), cls, rng, image_size)
+                make_sound(root / sound_relpath(cls, sample_id), cls, rng, duration_s, sample_rate)
                 pairs.append((sample_id, cls))
     return pairs
 
@@ -87,21 +85,36 @@ def write_export(root: Path, *, split_seed: int = 0, **kwargs: object) -> list[t
     """The release files plus ``metadata.csv`` and ``manifest.json`` as `annotator export` writes them."""
     pairs = write_release(root, **kwargs)  # type: ignore[arg-type]
     splits = assign_splits(((i, c, recording_of(i)) for i, c in pairs), split_seed)
-    with (root / "metadata.csv").open("w", newline="", encoding="utf-8") as handle:
+    with (root / METADATA_FILE).open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, METADATA_COLUMNS)
         writer.writeheader()
         for sample_id, cls in pairs:
             offset = "_" in sample_id
-            writer.writerow({
-                "id": sample_id, "class": cls.value, "recording": recording_of(sample_id), "lat": "60.4",
-                "lon": "26.8", "origin": "offset" if offset else "original", "direction": "N" if offset else "",
-                "split": splits[sample_id].value, "osm_label": cls.value, "human_label": cls.value,
-                "label_source": "human", "reviewers": "1", "license": "CC0", "author": "generator",
-            })
-    files = {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-             for p in sorted(root.rglob("*")) if p.is_file() and p.name != "manifest.json"}
+            writer.writerow(
+                {
+                    "id": sample_id,
+                    "class": cls.value,
+                    "recording": recording_of(sample_id),
+                    "lat": "60.4",
+                    "lon": "26.8",
+                    "origin": PairOrigin.OFFSET if offset else PairOrigin.ORIGINAL,
+                    "direction": OffsetDirection.N if offset else "",
+                    "split": splits[sample_id].value,
+                    "osm_label": cls.value,
+                    "human_label": cls.value,
+                    "label_source": LabelSource.HUMAN,
+                    "reviewers": "1",
+                    "license": "CC0",
+                    "author": "generator",
+                }
+            )
+    files = {
+        str(p.relative_to(root)): sha256_file(p)
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.name != MANIFEST_FILE
+    }
     manifest = {"tool_version": "test", "parameters": {"split_seed": split_seed}, "counts": {}, "files": files}
-    (root / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    (root / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1))
     return pairs
 
 

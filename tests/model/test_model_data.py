@@ -30,8 +30,10 @@ def test_release_and_export_readers_give_the_same_samples(planted_export: Path, 
     assert (export.layout, release.layout) == ("export", "release")
 
     def rows(index):  # type: ignore[no-untyped-def]
-        return [(s.id, s.label, s.split, s.image_path.relative_to(index.root), s.audio_path.relative_to(index.root))
-                for s in index.samples]
+        return [
+            (s.id, s.label, s.split, s.image_path.relative_to(index.root), s.audio_path.relative_to(index.root))
+            for s in index.samples
+        ]
 
     assert rows(export) == rows(release)
     assert len(export.samples) == 156
@@ -56,8 +58,14 @@ def test_computed_split_never_puts_a_recording_in_two_splits(planted_export: Pat
 
 
 def test_class_index_comes_from_the_vocabulary_not_the_folders(tmp_path: Path) -> None:
-    write_release(tmp_path, per_class=3, image_size=32, duration_s=1.0, offsets_every=0,
-                  classes=(SceneClass.LAKE, SceneClass.TRAIN_STATION))
+    write_release(
+        tmp_path,
+        per_class=3,
+        image_size=32,
+        duration_s=1.0,
+        offsets_every=0,
+        classes=(SceneClass.LAKE, SceneClass.TRAIN_STATION),
+    )
     index = open_dataset(tmp_path)
     item = SceneDataset([s for s in index.samples if s.label == SceneClass.TRAIN_STATION][:1], image_size=32)[0]
     assert item["label"] == 12 and set(item) == {"image", "audio", "label", "id"}
@@ -65,8 +73,7 @@ def test_class_index_comes_from_the_vocabulary_not_the_folders(tmp_path: Path) -
 
 
 def test_a_missing_sound_names_the_id_instead_of_shifting_pairs(tmp_path: Path) -> None:
-    write_release(tmp_path, per_class=3, image_size=32, duration_s=1.0, offsets_every=0,
-                  classes=(SceneClass.BEACH,))
+    write_release(tmp_path, per_class=3, image_size=32, duration_s=1.0, offsets_every=0, classes=(SceneClass.BEACH,))
     (tmp_path / "sound" / "beach" / "10002.wav").unlink()
     with pytest.raises(DatasetError, match="10002"):
         open_dataset(tmp_path)

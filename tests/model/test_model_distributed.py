@@ -19,8 +19,26 @@ import pytest
 from model.distributed import GlobalBatchSampler
 from model.train import evaluate_checkpoint
 
-ARGS = ["--epochs", "1", "--batch-size", "8", "--device", "cpu", "--seed", "7", "--image-size", "32",
-        "--audio-width", "4", "--limit", "24", "--workers", "0", "--lr", "1e-3"]
+ARGS = [
+    "--epochs",
+    "1",
+    "--batch-size",
+    "8",
+    "--device",
+    "cpu",
+    "--seed",
+    "7",
+    "--image-size",
+    "32",
+    "--audio-width",
+    "4",
+    "--limit",
+    "24",
+    "--workers",
+    "0",
+    "--lr",
+    "1e-3",
+]
 
 
 def test_ranks_split_every_global_batch_exactly() -> None:
@@ -43,13 +61,34 @@ def _run(cmd: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Completed
 def test_torchrun_two_cpu_processes_match_one_process(
     planted_export: Path, feature_cache_dir: Path, tmp_path: Path
 ) -> None:
-    env = {**os.environ, "ANNOTATOR_DB": str(tmp_path / "no-store.db"), "ANNOTATOR_CACHE": str(feature_cache_dir),
-           "OMP_NUM_THREADS": "1"}
+    env = {
+        **os.environ,
+        "ANNOTATOR_DB": str(tmp_path / "no-store.db"),
+        "ANNOTATOR_CACHE": str(feature_cache_dir),
+        "OMP_NUM_THREADS": "1",
+    }
     repo = Path(__file__).resolve().parents[2]
     single_dir, ddp_dir = tmp_path / "single", tmp_path / "ddp"
     _run([sys.executable, "-m", "annotator", "train", str(planted_export), "--out", str(single_dir), *ARGS], repo, env)
-    ddp = _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                "-m", "annotator", "train", str(planted_export), "--out", str(ddp_dir), *ARGS], repo, env)
+    ddp = _run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "annotator",
+            "train",
+            str(planted_export),
+            "--out",
+            str(ddp_dir),
+            *ARGS,
+        ],
+        repo,
+        env,
+    )
     assert "× 2 processes" in ddp.stderr
     assert ddp.stdout.count("run dir:") == 1  # only rank 0 prints and writes
     single = json.loads((single_dir / "metrics.json").read_text())
@@ -69,7 +108,10 @@ def test_torchrun_two_cpu_processes_match_one_process(
 def test_a_two_rank_step_gives_exactly_the_single_process_gradient() -> None:
     """Cross-rank BatchNorm + loss scaling: in float64 the DDP gradient equals the full-batch one."""
     script = Path(__file__).with_name("ddp_gradient_check.py")
-    done = _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script)],
-                Path(__file__).resolve().parents[2], {**os.environ, "OMP_NUM_THREADS": "1"})
+    done = _run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script)],
+        Path(__file__).resolve().parents[2],
+        {**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["max_relative_grad_difference"] < 1e-9

@@ -38,8 +38,18 @@ def test_log_mel_matches_librosa_on_a_tone_in_noise() -> None:
     y = (0.3 * np.sin(2 * np.pi * 440 * t) + 0.05 * rng.normal(size=t.size)).astype(np.float32)
     ours = log_mel(torch.from_numpy(y)).numpy()
     power = librosa.feature.melspectrogram(
-        y=y, sr=SAMPLE_RATE, n_fft=N_FFT, hop_length=HOP, win_length=N_FFT, window="hann", center=True,
-        pad_mode="constant", power=2.0, n_mels=N_MELS, fmin=0.0, fmax=FMAX,
+        y=y,
+        sr=SAMPLE_RATE,
+        n_fft=N_FFT,
+        hop_length=HOP,
+        win_length=N_FFT,
+        window="hann",
+        center=True,
+        pad_mode="constant",
+        power=2.0,
+        n_mels=N_MELS,
+        fmin=0.0,
+        fmax=FMAX,
     )
     reference = librosa.power_to_db(power, ref=1.0, amin=1e-10, top_db=None)
     assert ours.shape == reference.shape == (N_MELS, N_FRAMES + 1)

@@ -15,8 +15,12 @@ def test_confusion_and_scores_match_a_hand_computed_case() -> None:
     scores = scores_from_confusion(cm, ["a", "b", "c"])
     # class a: P 2/2, R 2/3, F1 0.8; b: P 1/2, R 1/2, F1 0.5; c: P 1/2, R 1, F1 2/3
     assert scores["accuracy"] == pytest.approx(4 / 6)
-    assert scores["per_class"]["a"] == {"precision": 1.0, "recall": pytest.approx(2 / 3), "f1": pytest.approx(0.8),
-                                        "support": 3}
+    assert scores["per_class"]["a"] == {
+        "precision": 1.0,
+        "recall": pytest.approx(2 / 3),
+        "f1": pytest.approx(0.8),
+        "support": 3,
+    }
     assert scores["macro_precision"] == pytest.approx((1 + 0.5 + 0.5) / 3)
     assert scores["macro_recall"] == pytest.approx((2 / 3 + 0.5 + 1) / 3)
     assert scores["macro_f1"] == pytest.approx((0.8 + 0.5 + 2 / 3) / 3)

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import torch
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 
 from annotator.errors import TrainingError
 from annotator.store import TrainingRun, session_scope
 from model.checkpoint import load_checkpoint
 from model.config import TrainConfig
 from model.train import evaluate_checkpoint, train
+
+if TYPE_CHECKING:
+    from tests.conftest import Cli
 
 
 @pytest.mark.parametrize("modality", ["both", "image", "audio"])
@@ -57,8 +61,9 @@ def test_unusable_backbone_weights_are_refused_with_the_file_named(
         train(planted_export, tmp_path / "run", tiny_config.with_(image_weights=str(bad), use_cache=False), log=None)
 
 
-def test_local_image_weights_are_loaded(planted_export: Path, feature_cache_dir: Path, tiny_config: TrainConfig,
-                                        tmp_path: Path) -> None:
+def test_local_image_weights_are_loaded(
+    planted_export: Path, feature_cache_dir: Path, tiny_config: TrainConfig, tmp_path: Path
+) -> None:
     import torchvision
 
     reference = torchvision.models.resnet18(weights=None)
@@ -70,28 +75,67 @@ def test_local_image_weights_are_loaded(planted_export: Path, feature_cache_dir:
     assert torch.allclose(state["image.net.conv1.weight"], reference.conv1.weight, atol=1e-6)
 
 
-def test_cli_train_on_a_bare_folder_then_evaluate_json(cli, planted_export: Path, feature_cache_dir: Path,  # type: ignore[no-untyped-def]
-                                                       tmp_path: Path) -> None:
+def test_cli_train_on_a_bare_folder_then_evaluate_json(
+    cli: Cli, planted_export: Path, feature_cache_dir: Path, tmp_path: Path
+) -> None:
     run = tmp_path / "run"
-    out = cli("train", str(planted_export), "--out", str(run), "--epochs", "1", "--batch-size", "8", "--device",
-              "cpu", "--seed", "7", "--image-size", "32", "--audio-width", "4", "--limit", "8", "--cache-dir",
-              str(feature_cache_dir))
+    out = cli(
+        "train",
+        str(planted_export),
+        "--out",
+        str(run),
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--device",
+        "cpu",
+        "--seed",
+        "7",
+        "--image-size",
+        "32",
+        "--audio-width",
+        "4",
+        "--limit",
+        "8",
+        "--cache-dir",
+        str(feature_cache_dir),
+    )
     assert "weighted f1" in out.stdout and f"run dir: {run}" in out.stdout
     assert "epoch 1/1" in out.stderr and "samples/s" in out.stderr and "data wait" in out.stderr
     assert not cli.db_path.exists()  # training needs no store and creates none
-    evaluated = cli("evaluate", str(run / "checkpoint.pt"), str(planted_export), "--split", "test", "--json",
-                    "--device", "cpu")
+    evaluated = cli(
+        "evaluate", str(run / "checkpoint.pt"), str(planted_export), "--split", "test", "--json", "--device", "cpu"
+    )
     payload = json.loads(evaluated.stdout)
     saved = json.loads((run / "metrics.json").read_text())["test"]
     assert payload["split"] == "test" and payload["weighted_f1"] == saved["weighted_f1"]
     assert payload["confusion_matrix"] == saved["confusion_matrix"]
 
 
-def test_cli_records_a_training_run_when_the_store_exists(cli, engine, planted_export: Path,  # type: ignore[no-untyped-def]
-                                                          feature_cache_dir: Path, tmp_path: Path) -> None:
-    cli("train", str(planted_export), "--out", str(tmp_path / "run"), "--epochs", "1", "--device", "cpu",
-        "--image-size", "32", "--audio-width", "4", "--limit", "4", "--modality", "audio", "--cache-dir",
-        str(feature_cache_dir))
+def test_cli_records_a_training_run_when_the_store_exists(
+    cli: Cli, engine: Engine, planted_export: Path, feature_cache_dir: Path, tmp_path: Path
+) -> None:
+    cli(
+        "train",
+        str(planted_export),
+        "--out",
+        str(tmp_path / "run"),
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        "--image-size",
+        "32",
+        "--audio-width",
+        "4",
+        "--limit",
+        "4",
+        "--modality",
+        "audio",
+        "--cache-dir",
+        str(feature_cache_dir),
+    )
     with session_scope(engine) as session:
         runs = session.scalars(select(TrainingRun)).all()
     assert len(runs) == 1 and runs[0].params["modality"] == "audio"
@@ -99,7 +143,7 @@ def test_cli_records_a_training_run_when_the_store_exists(cli, engine, planted_e
     assert runs[0].dataset_manifest_sha256 is not None
 
 
-def test_cli_errors_are_one_sentence(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_cli_errors_are_one_sentence(cli: Cli, tmp_path: Path) -> None:
     out = cli("train", str(tmp_path), "--out", str(tmp_path / "run"), "--device", "cpu", expect=1)
     assert out.stderr.startswith("Error: no dataset at") and "Traceback" not in out.output
     out = cli("evaluate", str(tmp_path / "missing.pt"), str(tmp_path), expect=1)

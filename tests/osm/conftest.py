@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 
 from annotator.store.engine import session_scope
 from annotator.store.models import Pair, Recording
+from annotator.vocabulary import RecordingSource, RecordingStatus
 from tests.osm.data.generate_overpass import overpass_elements, write_overpass_json
 from tests.osm.overpass_server import FakeOverpass, OverpassData
 
@@ -43,9 +44,17 @@ def add_pairs(engine: Engine, points: Sequence[tuple[float, float]]) -> list[int
         ids = []
         for n, (lat, lon) in enumerate(points):
             recording = Recording(
-                source="manifest", source_id=f"rec-{n}-{lat:.6f}-{lon:.6f}", lat=lat, lon=lon,
-                original_path=f"rec{n}.wav", sha256="0" * 64, sample_rate=22050, channels=1, frames=220500,
-                duration_s=10.0, status="accepted",
+                source=RecordingSource.MANIFEST,
+                source_id=f"rec-{n}-{lat:.6f}-{lon:.6f}",
+                lat=lat,
+                lon=lon,
+                original_path=f"rec{n}.wav",
+                sha256="0" * 64,
+                sample_rate=22050,
+                channels=1,
+                frames=220500,
+                duration_s=10.0,
+                status=RecordingStatus.ACCEPTED,
             )
             pair = Pair(recording=recording, lat=lat, lon=lon)
             session.add(pair)

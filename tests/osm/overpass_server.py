@@ -73,8 +73,11 @@ class OverpassData:
             return Point(element["lon"], element["lat"])
         if element["type"] == "way":
             return _line(element["geometry"])
-        parts = [Point(m["lon"], m["lat"]) if "lat" in m else _line(m["geometry"])
-                 for m in element["members"] if "lat" in m or m.get("geometry")]
+        parts = [
+            Point(m["lon"], m["lat"]) if "lat" in m else _line(m["geometry"])
+            for m in element["members"]
+            if "lat" in m or m.get("geometry")
+        ]
         return unary_union(parts) if parts else None
 
     @staticmethod

@@ -35,8 +35,9 @@ def test_prelabel_from_extract(cli, engine: Engine) -> None:  # type: ignore[no-
     assert len(_evidence(engine)) == len(ids)
 
 
-def test_prelabel_from_overpass_with_user_agent(cli, engine: Engine,  # type: ignore[no-untyped-def]
-                                                overpass_server: FakeOverpass) -> None:
+def test_prelabel_from_overpass_with_user_agent(  # type: ignore[no-untyped-def]
+    cli, engine: Engine, overpass_server: FakeOverpass
+) -> None:
     ids = add_pairs(engine, POINTS)
     result = cli("prelabel", "--overpass-url", overpass_server.url, "--user-agent", "lab-x (a@b.org)")
     assert "1 request(s)" in result.stdout
@@ -46,8 +47,9 @@ def test_prelabel_from_overpass_with_user_agent(cli, engine: Engine,  # type: ig
     assert "0 request(s)" in again.stdout and len(overpass_server.requests) == 1
 
 
-def test_overpass_giving_up_exits_1_and_keeps_pairs_for_later(cli, engine: Engine,  # type: ignore[no-untyped-def]
-                                                              overpass_server: FakeOverpass) -> None:
+def test_overpass_giving_up_exits_1_and_keeps_pairs_for_later(  # type: ignore[no-untyped-def]
+    cli, engine: Engine, overpass_server: FakeOverpass
+) -> None:
     add_pairs(engine, POINTS)
     overpass_server.fail_next("504")  # --retries 0: give up at once (the library tests cover the backoff)
     result = cli("prelabel", "--overpass-url", overpass_server.url, "--retries", "0", expect=1)

@@ -33,8 +33,9 @@ def kotka_index() -> FeatureIndex:
 
 
 @pytest.mark.parametrize(("name", "lat", "lon", "expected", "element"), KOTKA_POINTS, ids=[p[0] for p in KOTKA_POINTS])
-def test_kotka_points(kotka_index: FeatureIndex, name: str, lat: float, lon: float, expected: SceneClass,
-                      element: int) -> None:
+def test_kotka_points(
+    kotka_index: FeatureIndex, name: str, lat: float, lon: float, expected: SceneClass, element: int
+) -> None:
     decision = decide(lat, lon, footprint_bbox(lat, lon), kotka_index, DecisionOptions())
     assert decision.label is expected
     assert decision.elements[0]["id"] == element and decision.elements[0]["decided"] is True
@@ -71,8 +72,14 @@ def _pt(x: float, y: float) -> dict[str, float]:
 
 def _square(id_: int, half: float, cx: float = 0.0, cy: float = 0.0, **tags: str) -> dict[str, Any]:
     ring = [_pt(cx - half, cy - half), _pt(cx + half, cy - half), _pt(cx + half, cy + half), _pt(cx - half, cy + half)]
-    return {"type": "way", "id": id_, "version": 1, "timestamp": "2020-01-01T00:00:00Z", "geometry": ring + ring[:1],
-            "tags": tags}
+    return {
+        "type": "way",
+        "id": id_,
+        "version": 1,
+        "timestamp": "2020-01-01T00:00:00Z",
+        "geometry": ring + ring[:1],
+        "tags": tags,
+    }
 
 
 def _line(id_: int, x0: float, y0: float, x1: float, y1: float, **tags: str) -> dict[str, Any]:

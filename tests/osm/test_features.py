@@ -15,8 +15,14 @@ def _ring(*coords: tuple[float, float]) -> list[dict[str, float]]:
 
 
 def _way(id_: int, coords: list[dict[str, float]], **tags: str) -> dict[str, Any]:
-    return {"type": "way", "id": id_, "version": 3, "timestamp": "2015-09-09T10:40:17Z", "geometry": coords,
-            "tags": tags}
+    return {
+        "type": "way",
+        "id": id_,
+        "version": 3,
+        "timestamp": "2015-09-09T10:40:17Z",
+        "geometry": coords,
+        "tags": tags,
+    }
 
 
 SQUARE = _ring((26.0, 60.0), (26.01, 60.0), (26.01, 60.01), (26.0, 60.01), (26.0, 60.0))
@@ -58,7 +64,10 @@ def test_multipolygon_assembled_from_split_outer_ring_minus_inner() -> None:
     outer_b = _ring((26.02, 60.02), (26.0, 60.02), (26.0, 60.0))
     inner = _ring((26.005, 60.005), (26.015, 60.005), (26.015, 60.015), (26.005, 60.015), (26.005, 60.005))
     relation = {
-        "type": "relation", "id": 7, "version": 2, "timestamp": "2018-01-01T00:00:00Z",
+        "type": "relation",
+        "id": 7,
+        "version": 2,
+        "timestamp": "2018-01-01T00:00:00Z",
         "tags": {"type": "multipolygon", "landuse": "forest"},
         "members": [
             {"type": "way", "ref": 1, "role": "outer", "geometry": outer_a},
@@ -71,15 +80,26 @@ def test_multipolygon_assembled_from_split_outer_ring_minus_inner() -> None:
     assert feature.ref.type == "relation" and feature.rule.scene_class is SceneClass.FOREST
     assert feature.geometry.covers(Point(26.002, 60.002))
     assert not feature.geometry.covers(Point(26.01, 60.01))  # in the hole
-    assert abs(feature.area_m2 - (area_m2(Polygon([(26.0, 60.0), (26.02, 60.0), (26.02, 60.02), (26.0, 60.02)]))
-                                  - area_m2(Polygon([(26.005, 60.005), (26.015, 60.005), (26.015, 60.015),
-                                                     (26.005, 60.015)])))) < 1.0
+    assert (
+        abs(
+            feature.area_m2
+            - (
+                area_m2(Polygon([(26.0, 60.0), (26.02, 60.0), (26.02, 60.02), (26.0, 60.02)]))
+                - area_m2(Polygon([(26.005, 60.005), (26.015, 60.005), (26.015, 60.015), (26.005, 60.015)]))
+            )
+        )
+        < 1.0
+    )
 
 
 def test_multipolygon_with_self_crossing_member_is_repaired() -> None:
     crossing = _ring((26.0, 60.0), (26.01, 60.01), (26.01, 60.0), (26.0, 60.01), (26.0, 60.0))
-    relation = {"type": "relation", "id": 8, "tags": {"type": "multipolygon", "natural": "wood"},
-                "members": [{"type": "way", "ref": 1, "role": "outer", "geometry": crossing}]}
+    relation = {
+        "type": "relation",
+        "id": 8,
+        "tags": {"type": "multipolygon", "natural": "wood"},
+        "members": [{"type": "way", "ref": 1, "role": "outer", "geometry": crossing}],
+    }
     [feature] = features_from_elements([relation])
     assert feature.geometry.is_valid and feature.area_m2 > 0
 

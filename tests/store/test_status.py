@@ -16,14 +16,23 @@ from annotator.store import (
     Review,
     session_scope,
 )
-from annotator.vocabulary import FinalReason, SceneClass, Verdict
+from annotator.vocabulary import (
+    FinalReason,
+    ImageStatus,
+    RecordingSource,
+    RecordingStatus,
+    RejectReason,
+    ReviewOutcome,
+    SceneClass,
+    Verdict,
+)
 
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
 
 
-def _recording(session, n: int, status: str = "accepted") -> Recording:
+def _recording(session, n: int, status: RecordingStatus = RecordingStatus.ACCEPTED) -> Recording:
     rec = Recording(
-        source="manifest",
+        source=RecordingSource.MANIFEST,
         source_id=f"r{n}",
         lat=60.0 + n / 1000,
         lon=25.0,
@@ -34,7 +43,7 @@ def _recording(session, n: int, status: str = "accepted") -> Recording:
         frames=160000,
         duration_s=10.0,
         status=status,
-        reject_reason="too_short" if status == "rejected" else None,
+        reject_reason=RejectReason.TOO_SHORT if status == RecordingStatus.REJECTED else None,
     )
     session.add(rec)
     session.flush()
@@ -47,7 +56,7 @@ def _pair(session, rec: Recording, osm: SceneClass | None | str, final: str | No
         lat=rec.lat,
         lon=rec.lon,
         clip_path=f"clips/{rec.id}.wav",
-        image_status="present",
+        image_status=ImageStatus.PRESENT,
         final_label=final,
         final_reason=reason,
     )
@@ -71,9 +80,13 @@ def _build(session):
         _pair(session, _recording(session, 6), SceneClass.HARBOUR, None, None),
         _pair(session, _recording(session, 7), "no-evidence", None, None),
     ]
-    _recording(session, 8, status="rejected")
-    session.add(ImportReject(manifest="m.csv", line=9, recording_ref="r8", reason="too_short", detail="1.5 s"))
-    session.add(ImportReject(manifest="m.csv", line=10, recording_ref="r9", reason="missing_file", detail="x"))
+    _recording(session, 8, status=RecordingStatus.REJECTED)
+    session.add(
+        ImportReject(manifest="m.csv", line=9, recording_ref="r8", reason=RejectReason.TOO_SHORT, detail="1.5 s")
+    )
+    session.add(
+        ImportReject(manifest="m.csv", line=10, recording_ref="r9", reason=RejectReason.MISSING_FILE, detail="x")
+    )
     for i, pair in enumerate(pairs[:6]):
         session.add(LabelStudioTask(project_id=project.id, pair_id=pair.id, ls_task_id=100 + i))
     verdicts = [SceneClass.FOREST, SceneClass.FOREST, SceneClass.LAKE, Verdict.UNUSABLE, SceneClass.BEACH]
@@ -86,7 +99,7 @@ def _build(session):
                 ls_annotation_id=i,
                 annotator="a@x",
                 verdict=verdict,
-                outcome="accepted",
+                outcome=ReviewOutcome.ACCEPTED,
                 ls_updated_at=NOW,
             )
         )
@@ -98,7 +111,7 @@ def _build(session):
             ls_annotation_id=50,
             annotator="a@x",
             verdict=Verdict.SKIPPED,
-            outcome="skipped",
+            outcome=ReviewOutcome.SKIPPED,
             ls_updated_at=NOW,
         )
     )

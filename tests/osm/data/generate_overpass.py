@@ -62,8 +62,10 @@ def overpass_elements(path: Path) -> list[dict[str, Any]]:
                 way["tags"] = tags
             ways.append(way)
         elif obj.is_relation():
-            members = [{"type": {"n": "node", "w": "way", "r": "relation"}[m.type], "ref": m.ref, "role": m.role}
-                       for m in obj.members]
+            members = [
+                {"type": {"n": "node", "w": "way", "r": "relation"}[m.type], "ref": m.ref, "role": m.role}
+                for m in obj.members
+            ]
             relations.append({**_meta(obj, "relation"), "members": members, "tags": tags})
     way_geometry = {w["id"]: w["geometry"] for w in ways}
     for relation in relations:
@@ -91,8 +93,11 @@ def shifted(elements: list[dict[str, Any]], dlat: float, dlon: float, id_offset:
             copy["nodes"] = [n + id_offset for n in copy["nodes"]]
         if "members" in copy:
             copy["members"] = [
-                {**m, "ref": m["ref"] + id_offset, **({"geometry": [move(p) for p in m["geometry"]]}
-                                                       if "geometry" in m else {})}
+                {
+                    **m,
+                    "ref": m["ref"] + id_offset,
+                    **({"geometry": [move(p) for p in m["geometry"]]} if "geometry" in m else {}),
+                }
                 for m in copy["members"]
             ]
         out.append(copy)

@@ -1,0 +1,68 @@
+"""The parameters of an export (the flags of ``annotator export``) and its progress callback."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from annotator.errors import ExportError
+from dataset.audio import CLIP_S
+
+Progress = Callable[[str, int, int | None], None]
+"""A progress callback: (stage description, items just done, stage total or None to start a stage)."""
+
+
+def default_workers() -> int:
+    """Processes that write samples by default: min(2, CPUs)."""
+    return max(1, min(2, os.cpu_count() or 1))
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """The parameters of an export (flags of `annotator export`)."""
+
+    min_per_class: int = 10
+    augment_below: int = 100
+    offset_m: float = 64.0
+    sample_rate: int = 22050
+    seed: int = 0
+    include_unreviewed: bool = False
+    imagery: str | None = None
+    force: bool = False
+    workers: int = field(default_factory=default_workers)
+    audio_root: Path | None = None
+
+    def manifest_parameters(self) -> dict[str, object]:
+        """The parameters that decide the dataset's bytes (not workers, force or where the originals live)."""
+        return {
+            "min_per_class": self.min_per_class,
+            "augment_below": self.augment_below,
+            "offset_m": self.offset_m,
+            "sample_rate": self.sample_rate,
+            "seed": self.seed,
+            "include_unreviewed": self.include_unreviewed,
+            "imagery": self.imagery,
+            "clip_s": CLIP_S,
+        }
+
+    def record_parameters(self) -> dict[str, object]:
+        """The parameters kept in the store's ``exports`` row: the manifest's, plus workers and force."""
+        return {**self.manifest_parameters(), "workers": self.workers, "force": self.force}
+
+    def validate(self) -> None:
+        """Raise ExportError naming every parameter out of range."""
+        problems = []
+        if self.min_per_class < 0:
+            problems.append("--min-per-class must be 0 or more")
+        if self.augment_below < 0:
+            problems.append("--augment-below must be 0 or more")
+        if not self.offset_m > 0:
+            problems.append("--offset-m must be a positive number of metres")
+        if not 1000 <= self.sample_rate <= 384_000:
+            problems.append("--sample-rate must be between 1000 and 384000 Hz")
+        if self.workers < 1:
+            problems.append("--workers must be 1 or more")
+        if problems:
+            raise ExportError("; ".join(problems))

@@ -1,0 +1,237 @@
+"""`annotator export`: the corrected, balanced dataset in the ADVANCE layout (SPEC §8).
+
+Steps: select the labelled original pairs (:mod:`annotator.export.selection`), drop tiny classes and make or
+reuse the offset pairs of small ones (:mod:`dataset.balance`, :mod:`annotator.export.offsets`), give every
+sample its id and split (:mod:`annotator.export.samples`), then write the layout (:mod:`dataset.layout`) into a
+temporary folder beside OUT and rename it into place when complete (:mod:`dataset.output`). The clips are
+resampled, written and hashed by a process pool; the main process owns the store.
+
+The export is deterministic: samples in (class, id) order, JPEG bytes copied from the media directory, WAVs
+resampled by soxr and written as PCM16, figures with fixed size and no software stamp, a manifest with sorted
+keys and no timestamps. The same store and parameters give a byte-identical folder. The time of the export is
+kept in the store's ``exports`` row only.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy.orm import Session
+
+from annotator import __version__
+from annotator.config import StoreLocation
+from annotator.errors import ExportError
+from annotator.export.offset_report import OffsetReport
+from annotator.export.offsets import OffsetSample, OffsetSettings, ensure_offsets
+from annotator.export.options import ExportOptions, Progress
+from annotator.export.samples import ExportSample, build_samples, splits_of
+from annotator.export.selection import Selection, SkipReason, select_pairs
+from annotator.export.writer import sample_pool, write_media, write_tables
+from annotator.files import sha256_bytes
+from annotator.store import UnitOfWork
+from annotator.store.models import ExportRecord
+from annotator.vocabulary import LabelSource, PairOrigin, SceneClass
+from dataset.audio import CLIP_S
+from dataset.balance import BalancePlan, plan_balance
+from dataset.layout import MANIFEST_FILE, count_by, manifest_bytes
+from dataset.output import finalize_output, prepare_output, temporary_output
+from dataset.split import Split
+
+OFFSETS = "Making offset pairs"
+
+
+@dataclass
+class ExportReport:
+    """What an export did; the CLI prints it as a table."""
+
+    out: Path
+    export_id: int
+    manifest_sha256: str
+    per_class: dict[str, int]
+    per_split: dict[str, int]
+    originals: dict[str, int]
+    offsets: dict[str, int]
+    dropped: dict[str, int]
+    augmented: list[str]
+    skipped: Counter[SkipReason]
+    label_sources: Counter[LabelSource]
+    offset_report: OffsetReport
+    per_class_split: dict[str, dict[str, int]] = field(default_factory=dict)
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (sample id, why) for media that would not load
+
+    @property
+    def total(self) -> int:
+        """Samples written."""
+        return sum(self.per_class.values())
+
+
+@dataclass(frozen=True)
+class _Written:
+    """The dataset as written: the samples in it, their splits, counts and the manifest's hash."""
+
+    samples: list[ExportSample]
+    splits: dict[str, Split]
+    per_class: dict[str, int]
+    per_split: dict[str, int]
+    manifest_sha256: str
+    failures: list[tuple[str, str]]
+
+    def count_origin(self, origin: PairOrigin) -> dict[str, int]:
+        """Samples of `origin` per class value."""
+        return dict(Counter(s.cls.value for s in self.samples if s.origin == origin))
+
+    def per_class_split(self) -> dict[str, dict[str, int]]:
+        """Samples per split within each class."""
+        order = [x.value for x in Split]
+        return {
+            c: count_by([self.splits[s.id].value for s in self.samples if s.cls.value == c], order)
+            for c in self.per_class
+        }
+
+
+def export_dataset(
+    work: UnitOfWork,
+    location: StoreLocation,
+    out: Path,
+    options: ExportOptions,
+    *,
+    progress: Progress | None = None,
+) -> ExportReport:
+    """Export the balanced dataset into `out` (see the module docstring) and record it in the store.
+
+    Args:
+        work: the caller's unit of work. Offset pairs are committed with ``work.commit_batch()`` per batch of
+            parents; the ``exports`` row is added last and committed by the caller's unit of work.
+        location: where the media directory is.
+        out: the dataset folder to create; it must not exist unless ``options.force``.
+        options: the export parameters.
+        progress: optional progress callback (see :data:`~annotator.export.options.Progress`).
+
+    Raises:
+        ExportError: OUT exists (without force), nothing to export, or bad parameters.
+    """
+    options.validate()
+    out = Path(os.path.abspath(out.expanduser()))
+    prepare_output(out, force=options.force)
+    with sample_pool(options.workers) as pool:
+        selection = select_pairs(work.session, location.media_dir, include_unreviewed=options.include_unreviewed)
+        plan = plan_balance(selection.pairs, options.min_per_class, options.augment_below)
+        if not plan.kept:
+            raise ExportError(_nothing_to_export(selection.skipped, plan.dropped, options))
+        offsets, offset_report = _make_offsets(work, location, selection, plan, options, progress)
+        samples, left_out = build_samples(selection.pairs, plan.kept, offsets, location.media_dir)
+        for reason, n in left_out.items():
+            offset_report.problem(reason, "", n)
+        written = _write_dataset(pool, samples, out, options, progress)
+    label_sources = Counter(s.parent.label_source for s in written.samples if s.origin == PairOrigin.ORIGINAL)
+    report = ExportReport(
+        out=out,
+        export_id=0,
+        manifest_sha256=written.manifest_sha256,
+        per_class=written.per_class,
+        per_split=written.per_split,
+        originals=written.count_origin(PairOrigin.ORIGINAL),
+        offsets=written.count_origin(PairOrigin.OFFSET),
+        dropped={c.value: n for c, n in plan.dropped.items()},
+        augmented=[c.value for c in plan.augmented],
+        skipped=selection.skipped,
+        label_sources=label_sources,
+        offset_report=offset_report,
+        per_class_split=written.per_class_split(),
+        failed=written.failures,
+    )
+    report.export_id = _record(work.session, report, options)
+    return report
+
+
+def _make_offsets(
+    work: UnitOfWork,
+    location: StoreLocation,
+    selection: Selection,
+    plan: BalancePlan,
+    options: ExportOptions,
+    progress: Progress | None,
+) -> tuple[dict[int, list[OffsetSample]], OffsetReport]:
+    """Make or reuse the offset pairs of every original of an augmented class."""
+    parents = [p for p in selection.pairs if p.label in plan.augmented]
+    if progress and parents:
+        progress(OFFSETS, 0, len(parents))
+    settings = OffsetSettings(options.offset_m, options.seed, options.imagery, options.audio_root, CLIP_S)
+
+    def offsets_done(n: int) -> None:
+        if progress:
+            progress(OFFSETS, n, None)
+
+    return ensure_offsets(work, location, parents, settings, progress=offsets_done)
+
+
+def _write_dataset(
+    pool: ProcessPoolExecutor | None,
+    samples: Sequence[ExportSample],
+    out: Path,
+    options: ExportOptions,
+    progress: Progress | None,
+) -> _Written:
+    """Write the whole layout into a temporary folder and rename it to `out`."""
+    with temporary_output(out) as tmp:
+        media = write_media(pool, samples, tmp, options.sample_rate, options.workers, progress)
+        # A media file that would not load: drop that sample; splits are drawn over the rest.
+        kept = [s for i, s in enumerate(samples) if i not in media.failed]
+        if not kept:
+            first_id, why = media.failures[0]
+            raise ExportError(f"no sample could be written; first problem: {first_id}: {why}")
+        splits = splits_of(kept, options.seed)
+        tables, per_class, per_split = write_tables(kept, splits, tmp, media.figures)
+        manifest = manifest_bytes(
+            tool_version=__version__,
+            parameters=options.manifest_parameters(),
+            per_class=per_class,
+            per_split=per_split,
+            files={**media.files, **tables},
+        )
+        (tmp / MANIFEST_FILE).write_bytes(manifest)
+        finalize_output(tmp, out, force=options.force)
+    return _Written(kept, splits, per_class, per_split, sha256_bytes(manifest), media.failures)
+
+
+def _record(session: Session, report: ExportReport, options: ExportOptions) -> int:
+    """Add the ``exports`` row of a finished export (the caller commits); returns its id."""
+    counts = {
+        "per_class": report.per_class,
+        "per_split": report.per_split,
+        "originals": report.originals,
+        "offsets": report.offsets,
+        "dropped": report.dropped,
+        "skipped": dict(report.skipped),
+        "offset_problems": dict(report.offset_report.problems),
+        "label_source": dict(report.label_sources),
+        "failed": len(report.failed),
+    }
+    record = ExportRecord(
+        out_path=str(report.out),
+        params=options.record_parameters(),
+        counts=counts,
+        manifest_sha256=report.manifest_sha256,
+        tool_version=__version__,
+    )
+    session.add(record)
+    session.flush()
+    return record.id
+
+
+def _nothing_to_export(skipped: Counter[SkipReason], dropped: dict[SceneClass, int], options: ExportOptions) -> str:
+    parts = []
+    if dropped:
+        classes = ", ".join(f"{c.value} ({n})" for c, n in dropped.items())
+        parts.append(f"every class has fewer than --min-per-class {options.min_per_class} pairs: {classes}")
+    if skipped:
+        parts.append("pairs left out: " + ", ".join(f"{n} {reason}" for reason, n in sorted(skipped.items())))
+    if not parts:
+        parts.append("the store has no pairs")
+    hint = "" if options.include_unreviewed else " (unreviewed pairs need --include-unreviewed)"
+    return "nothing to export: " + "; ".join(parts) + hint
