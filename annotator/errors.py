@@ -97,3 +97,24 @@ class DatasetError(AnnotatorError):
 
 class TrainingError(AnnotatorError):
     """Training or evaluation cannot run as asked (device, checkpoint, parameters)."""
+
+
+def redact_url(url: str) -> str:
+    """`url` with any password (``user:pw@host``) replaced by ``***``, for messages and logs.
+
+    >>> redact_url("postgresql+psycopg://curator:s3cret@db.example.org/annotator")
+    'postgresql+psycopg://curator:***@db.example.org/annotator'
+    """
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable URL>"
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))

@@ -1,7 +1,8 @@
 """Counts per stage and per class, and the OSM→human correction matrix (SPEC §5 `annotator status`).
 
 Everything here is read-only and derived from the store with a handful of GROUP BY queries, so `status` answers
-at once on a store of any size.
+at once on a store of any size. With a rank run in the store, the latest run's flags are measured against the
+verdicts that came back since (:func:`annotator.rank.rank_feedback`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 from sqlalchemy import Select, and_, distinct, exists, func, select
 from sqlalchemy.orm import Session
 
+from annotator.rank.scores import RankFeedback, rank_feedback
 from annotator.store.models import (
     ExportRecord,
     ImportReject,
@@ -47,6 +49,7 @@ class StoreStatus:
     correction_columns: list[str] = field(default_factory=list)
     correction_counts: list[list[int]] = field(default_factory=list)
     last_export: dict[str, Any] | None = None
+    rank: RankFeedback | None = None  # the latest rank run against the verdicts since; None: `rank` never ran
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -61,6 +64,7 @@ class StoreStatus:
                 "counts": self.correction_counts,
             },
             "last_export": self.last_export,
+            "rank": self.rank.to_json() if self.rank is not None else None,
         }
 
 
@@ -90,6 +94,7 @@ def collect_status(session: Session) -> StoreStatus:
         pairs=_pair_counts(session),
         per_class=_per_class(session),
         last_export=_last_export(session),
+        rank=rank_feedback(session),
     )
     status.stages = _stage_counts(session, imported=status.pairs[PairOrigin.ORIGINAL.value])
     status.correction_rows, status.correction_columns, status.correction_counts = _correction_matrix(session)

@@ -53,6 +53,9 @@ def record_training_run(session: Session, dataset: Path, result: TrainResult, pa
             "test": test,
             "best_epoch": result.best_epoch,
             "val_weighted_f1": result.val_metrics.get("weighted_f1"),
+            # The authors' report: mean ± std of the test scores over the best epoch and the five after.
+            "test_window": result.test_window,
+            "data_path": result.data_path,
         },
         checkpoint_path=str(result.checkpoint_path.resolve()),
     )

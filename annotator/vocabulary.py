@@ -120,6 +120,10 @@ class RejectReason(StrEnum):
     MISSING_IMAGE = "missing_image"
     BAD_IMAGE = "bad_image"
     BAD_ROW = "bad_row"
+    # Added in issue 11 (none of these was ever stored under another name):
+    UNREADABLE_FILE = "unreadable_file"  # the file is there but cannot be read (permission denied, I/O error)
+    BAD_FIELD = "bad_field"  # a field the store cannot hold: a NUL byte, or longer than the manifest limit
+    IMPLAUSIBLE_AUDIO = "implausible_audio"  # a header no real recording has (1 Hz, 10,000 channels, …)
 
 
 class PairOrigin(StrEnum):

@@ -11,12 +11,18 @@ around towns. Both sources see the same shifted data:
 
 Prints requests made, points per request, wall times, and the agreement of the two paths.
 
+With ``--big-answer-mb 25.6`` it measures only reading and parsing one large valid answer from the loopback
+server (issue 11): the way the client did it through overpy (4 KiB chunks concatenated one at a time, then
+``json.loads`` twice) against the client now (chunks joined once, one ``json.loads``, the shape checked).
+
 Usage: .venv/bin/python bench/bench_prelabel.py [--points 5075] [--towns 30] [--latency-ms 200] [--cell-km 8]
+       .venv/bin/python bench/bench_prelabel.py --big-answer-mb 25.6 [--skip-overpy]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import sys
 import tempfile
@@ -107,13 +113,80 @@ def labels(engine) -> dict[int, str | None]:  # type: ignore[no-untyped-def]
         return {e.pair_id: e.label for e in session.scalars(select(OsmEvidence))}
 
 
+def big_answer(megabytes: float) -> bytes:
+    """A valid ``out meta geom`` answer of at least `megabytes` MB: copies of Kotka, ids offset per copy."""
+    base = overpass_elements(KOTKA)
+    elements: list[dict] = []  # type: ignore[type-arg]
+    size, copy = 0, 0
+    per_copy = len(json.dumps(base))
+    while size < megabytes * 1e6:
+        copy += 1
+        elements += shifted(base, 0.0, 0.0, copy * ID_STEP)
+        size += per_copy
+    return json.dumps(
+        {"version": 0.6, "osm3s": {"timestamp_osm_base": "2019-04-15T00:00:00Z"}, "elements": elements}
+    ).encode()
+
+
+def overpy_read(url: str, query: str) -> int:
+    """What the client did before issue 11: overpy's read loop, then json.loads in parse_json and again later."""
+    import urllib.request
+
+    import overpy
+
+    class RawOverpass(overpy.Overpass):  # as annotator/osm/overpass.py had it
+        raw: bytes = b""
+
+        def parse_json(self, data, encoding="utf-8"):  # type: ignore[no-untyped-def]
+            self.raw = data if isinstance(data, bytes) else data.encode(encoding)
+            return json.loads(self.raw)
+
+    api = RawOverpass(url=urllib.request.Request(url, headers={"User-Agent": "bench"}), max_retry_count=0)
+    api.query(query)
+    return len(json.loads(api.raw)["elements"])
+
+
+def bench_big_answer(megabytes: float, skip_overpy: bool) -> None:
+    body = big_answer(megabytes)
+    server = FakeOverpass(OverpassData([])).start()
+    server.big_body = body
+    query = "[out:json];node(1);out;"
+    try:
+        t0 = time.perf_counter()
+        json.loads(body)
+        print(f"answer: {len(body) / 1e6:.1f} MB; json.loads alone {time.perf_counter() - t0:.2f} s")
+        server.fail_next("big")
+        client = OverpassClient(OverpassOptions(url=server.url, user_agent="annotator-bench/1.0"))
+        t0 = time.perf_counter()
+        _, answer = client.fetch(query)
+        print(
+            f"client now (read once, parse once, shape checked): {time.perf_counter() - t0:.2f} s, "
+            f"{len(answer.elements)} elements"
+        )
+        if not skip_overpy:
+            server.fail_next("big")
+            t0 = time.perf_counter()
+            count = overpy_read(server.url, query)
+            print(
+                f"before (overpy chunk concatenation, two json.loads): {time.perf_counter() - t0:.2f} s, "
+                f"{count} elements"
+            )
+    finally:
+        server.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="OSM pre-labelling benchmark")
     parser.add_argument("--points", type=int, default=5075)
     parser.add_argument("--towns", type=int, default=30)
     parser.add_argument("--latency-ms", type=float, default=200.0)
     parser.add_argument("--cell-km", type=float, default=8.0)
+    parser.add_argument("--big-answer-mb", type=float, default=None, help="only time reading one answer this big")
+    parser.add_argument("--skip-overpy", action="store_true", help="with --big-answer-mb: skip the slow old path")
     args = parser.parse_args()
+    if args.big_answer_mb:
+        bench_big_answer(args.big_answer_mb, args.skip_overpy)
+        return
     shifts = town_shifts(args.towns)
 
     with tempfile.TemporaryDirectory() as tmp_name:

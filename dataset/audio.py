@@ -2,8 +2,8 @@
 
 Everything libsndfile reads is accepted (WAV, FLAC, OGG/Vorbis, MP3, AIFF, …), at any rate and channel count.
 Clips are mono 16-bit PCM WAV files written atomically. Failures raise :class:`~annotator.errors.BadAudio`
-with a :class:`~annotator.vocabulary.RejectReason` (``missing_file``, ``empty_file``, ``corrupt_audio``,
-``not_audio``), so an importer can report each bad file by its cause.
+with a :class:`~annotator.vocabulary.RejectReason` (``missing_file``, ``unreadable_file``, ``empty_file``,
+``corrupt_audio``, ``not_audio``, ``implausible_audio``), so an importer can report each bad file by its cause.
 """
 
 from __future__ import annotations
@@ -33,6 +33,12 @@ _OTHER_MAGIC = {
     b"%PDF": "a PDF document",
     b"PK\x03\x04": "a ZIP archive",
 }
+#: Sample rates a real recording has: below 1 kHz no microphone recording is plausible (a header claiming 1 Hz
+#: would turn 64,800 samples into an 18-hour recording); 384 kHz is the highest rate audio interfaces offer.
+MIN_SAMPLE_RATE = 1_000
+MAX_SAMPLE_RATE = 384_000
+#: More channels than any field recorder or 7th-order ambisonics (64) writes is a broken header.
+MAX_CHANNELS = 64
 #: How many frames at the end of a file are read back to catch truncation that a header does not reveal.
 _TAIL_FRAMES = 1024
 
@@ -70,9 +76,11 @@ def probe_audio(path: Path) -> AudioInfo:
     """Read the header of `path` and check it describes usable audio.
 
     Raises:
-        BadAudio: ``missing_file``, ``empty_file``, ``not_audio`` (libsndfile does not know the format and the
-            file does not start like audio) or ``corrupt_audio`` (an audio container that cannot be decoded, a
-            header that promises more data than the file holds, or no frames at all).
+        BadAudio: ``missing_file`` (no file, or a folder or pipe), ``unreadable_file`` (permission denied, an I/O
+            error), ``empty_file``, ``not_audio`` (libsndfile does not know the format and the file does not
+            start like audio), ``corrupt_audio`` (an audio container that cannot be decoded, a header that
+            promises more data than the file holds, or no frames at all) or ``implausible_audio`` (a sample rate
+            or channel count no real recording has).
     """
     path = Path(path)
     try:
@@ -80,13 +88,16 @@ def probe_audio(path: Path) -> AudioInfo:
     except FileNotFoundError:
         raise BadAudio(RejectReason.MISSING_FILE, f"no file at {path}") from None
     except OSError as exc:
-        raise BadAudio(RejectReason.MISSING_FILE, f"cannot read {path}: {exc.strerror}") from None
+        raise BadAudio(RejectReason.UNREADABLE_FILE, f"cannot read {path}: {exc.strerror}") from None
     if not path.is_file():
         raise BadAudio(RejectReason.MISSING_FILE, f"{path} is not a file")
     if size == 0:
         raise BadAudio(RejectReason.EMPTY_FILE, f"{path.name} is empty (0 bytes)")
-    with path.open("rb") as fh:
-        head = fh.read(16)
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(16)
+    except OSError as exc:
+        raise BadAudio(RejectReason.UNREADABLE_FILE, f"cannot read {path}: {exc.strerror}") from None
     try:
         with sf.SoundFile(path) as f:
             info = AudioInfo(
@@ -108,7 +119,24 @@ def probe_audio(path: Path) -> AudioInfo:
         )
     if info.frames <= 0 or info.sample_rate <= 0:
         raise BadAudio(RejectReason.CORRUPT_AUDIO, f"{path.name} holds no decodable audio frames")
+    _check_plausible(path, info)
     return info
+
+
+def _check_plausible(path: Path, info: AudioInfo) -> None:
+    """Refuse a header no real recording has, rather than import it as what it claims."""
+    if not MIN_SAMPLE_RATE <= info.sample_rate <= MAX_SAMPLE_RATE:
+        raise BadAudio(
+            RejectReason.IMPLAUSIBLE_AUDIO,
+            f"{path.name} claims a sample rate of {info.sample_rate} Hz "
+            f"(plausible: {MIN_SAMPLE_RATE}–{MAX_SAMPLE_RATE} Hz); its header is probably broken",
+        )
+    if info.channels > MAX_CHANNELS:
+        raise BadAudio(
+            RejectReason.IMPLAUSIBLE_AUDIO,
+            f"{path.name} claims {info.channels} channels (at most {MAX_CHANNELS} are plausible); "
+            "its header is probably broken",
+        )
 
 
 def _downmix(block: np.ndarray) -> np.ndarray:

@@ -183,6 +183,40 @@ def read_manifest(dataset: Path) -> dict[str, Any]:
     return document
 
 
+#: The keys of the manifest :func:`manifest_bytes` writes, and the type of each value.
+_MANIFEST_SHAPE: dict[str, type] = {"tool_version": str, "parameters": dict, "counts": dict, "files": dict}
+#: A manifest larger than this is no export's (ours list a few hundred bytes per file).
+_MANIFEST_MAX_BYTES = 256 * 2**20
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def export_manifest_files(dataset: Path) -> set[str] | None:
+    """The files the ``manifest.json`` of an export lists, or None when there is none or it is not ours.
+
+    Ours is the document :func:`manifest_bytes` writes: exactly its four keys with their types, and a files table
+    of relative paths (no ``..``) to sha256 hex digests. Used to decide whether a folder may be replaced.
+    """
+    path = dataset / MANIFEST_FILE
+    try:
+        if not path.is_file() or path.is_symlink() or path.stat().st_size > _MANIFEST_MAX_BYTES:
+            return None
+        document = json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    if not isinstance(document, dict) or set(document) != set(_MANIFEST_SHAPE):
+        return None
+    if not all(isinstance(document[key], kind) for key, kind in _MANIFEST_SHAPE.items()):
+        return None
+    files = document["files"]
+    for relpath, digest in files.items():
+        parts = relpath.split("/")
+        if relpath.startswith("/") or ".." in parts or "" in parts or relpath == MANIFEST_FILE:
+            return None
+        if not isinstance(digest, str) or not _SHA256.fullmatch(digest):
+            return None
+    return set(files)
+
+
 # ------------------------------------------------------------------------------------------ verification
 
 

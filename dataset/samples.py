@@ -4,6 +4,10 @@ A :class:`SampleTask` holds plain values only (paths as strings), so it pickles 
 :func:`write_sample` resamples the clip to exactly 10 s of PCM16 (soxr), copies or re-encodes the image, writes
 both and returns their sha256 for the manifest. A worker whose exporting process died writes nothing more
 (:func:`watch_owner`, ``owner_pid``).
+
+Two kinds of failure are kept apart: source media that will not load (``error``: that one sample is left out)
+and a destination that cannot be written (``write_failure``: a full disk or a file size limit, which must stop
+the whole export, never shrink it).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from annotator.files import pid_alive, sha256_bytes
 from dataset.audio import read_mono, resample
 from dataset.images import normalise_image, save_jpeg
 from dataset.layout import IMAGE_SIZE
+from dataset.output import WriteFailure, write_failure
 
 
 @dataclass(frozen=True)
@@ -47,7 +52,8 @@ class SampleResult:
     index: int
     sound_sha256: str | None = None
     image_sha256: str | None = None
-    error: str | None = None
+    error: str | None = None  # the source media would not load: leave this sample out
+    write_failure: WriteFailure | None = None  # a destination could not be written: stop the export
 
 
 def clip_wav_bytes(clip: Path, sample_rate: int, clip_s: float) -> bytes:
@@ -64,13 +70,20 @@ def clip_wav_bytes(clip: Path, sample_rate: int, clip_s: float) -> bytes:
     return buffer.getvalue()
 
 
-def image_jpeg_bytes(image: Path, scratch: Path) -> bytes:
-    """The stored image's bytes when already a 512×512 RGB JPEG (the media dir's norm), else re-encoded."""
+def _loaded_image(image: Path) -> bytes | Image.Image:
+    """The stored image's bytes when already a 512×512 RGB JPEG (the media dir's norm), else the image to re-encode."""
     data = image.read_bytes()
     with Image.open(io.BytesIO(data)) as opened:
         if opened.format == "JPEG" and opened.size == (IMAGE_SIZE, IMAGE_SIZE) and opened.mode == "RGB":
             return data
-        save_jpeg(normalise_image(opened, size=IMAGE_SIZE), scratch)
+        return normalise_image(opened, size=IMAGE_SIZE)
+
+
+def _encoded(image: bytes | Image.Image, scratch: Path) -> bytes:
+    """JPEG bytes of a loaded image (re-encoded through `scratch`, with :func:`save_jpeg`'s fixed settings)."""
+    if isinstance(image, bytes):
+        return image
+    save_jpeg(image, scratch)
     encoded = scratch.read_bytes()
     scratch.unlink()
     return encoded
@@ -104,13 +117,21 @@ def write_sample(task: SampleTask) -> SampleResult:
         return SampleResult(task.index, error="the export that asked for this sample is gone")
     try:
         wav = clip_wav_bytes(Path(task.clip_src), task.sample_rate, task.clip_s)
-        jpeg = image_jpeg_bytes(Path(task.image_src), image_dst.with_suffix(".tmp.jpg"))
+        image = _loaded_image(Path(task.image_src))
+    except (OSError, RuntimeError, ValueError, AnnotatorError) as exc:
+        return SampleResult(task.index, error=f"{type(exc).__name__}: {exc}")
+    scratch = image_dst.with_suffix(".tmp.jpg")
+    writing = scratch
+    try:
+        jpeg = _encoded(image, scratch)
         # The class folders are made by the exporting process; never re-created here, so a worker that
         # outlives a killed export cannot resurrect its deleted temp folder.
+        writing = sound_dst
         sound_dst.write_bytes(wav)
+        writing = image_dst
         image_dst.write_bytes(jpeg)
-    except (OSError, RuntimeError, ValueError, AnnotatorError) as exc:
-        for path in (sound_dst, image_dst):
+    except OSError as exc:
+        for path in (sound_dst, image_dst, scratch):
             path.unlink(missing_ok=True)
-        return SampleResult(task.index, error=f"{type(exc).__name__}: {exc}")
+        return SampleResult(task.index, write_failure=write_failure(writing, exc))
     return SampleResult(task.index, sound_sha256=sha256_bytes(wav), image_sha256=sha256_bytes(jpeg))

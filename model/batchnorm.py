@@ -1,4 +1,8 @@
-"""BatchNorm whose batch statistics span all ranks, so a torchrun run trains like one process.
+"""BatchNorm across ranks, and BatchNorm statistics that are right for the weights being evaluated.
+
+:func:`recompute_batchnorm_stats` ("precise BN") re-estimates the running statistics before every evaluation.
+
+:class:`CrossRankBatchNorm2d`: batch statistics that span all ranks, so a torchrun run trains like one process.
 
 With the global batch split over N ranks, plain BatchNorm normalises each rank's 1/N share with its own
 statistics, and the run drifts from the single-process one. On CUDA torch's ``nn.SyncBatchNorm`` fixes that; it
@@ -7,6 +11,8 @@ collectives. Its state dict keys equal ``nn.BatchNorm2d``'s, so checkpoints load
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable, Iterable
 
 import torch
 from torch import nn
@@ -67,3 +73,55 @@ def sync_batchnorm(module: nn.Module, device: torch.device) -> nn.Module:
         else:
             sync_batchnorm(child, device)
     return module
+
+
+def _batchnorms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+
+
+def recompute_batchnorm_stats(
+    model: nn.Module,
+    batches: Iterable[tuple[int, dict[str, torch.Tensor]]],
+    forward: Callable[[dict[str, torch.Tensor]], object],
+) -> int:
+    """ "Precise BN": re-estimate every BatchNorm's running statistics for the current weights.
+
+    With few optimiser steps per epoch (small corpora), the exponential running averages (momentum 0.1) still
+    hold mostly the statistics of earlier weights, so eval-mode outputs are meaningless and model selection
+    picks the wrong epoch. Here the running mean and variance are reset and replaced by the sample-weighted
+    average of the per-batch statistics of `batches` (training data, no augmentation), computed in train mode
+    without gradients. Under torchrun every rank must pass its share of the same global batches (the
+    cross-rank layers then see the global batch, and `forward` must be called the same number of times).
+
+    Args:
+        model: the network; left in train mode.
+        batches: (global batch size, this rank's share of the batch, already on the model's device).
+        forward: runs the model on one batch (the caller owns autocast and which inputs are used).
+
+    Returns:
+        The number of batches used (0 leaves the statistics untouched).
+    """
+    layers = _batchnorms(model)
+    saved = []
+    for layer in layers:
+        assert layer.running_mean is not None and layer.running_var is not None  # track_running_stats is set
+        saved.append((layer.running_mean.clone(), layer.running_var.clone(), layer.momentum))
+    for layer in layers:
+        layer.reset_running_stats()
+    model.train()
+    seen, used = 0, 0
+    with torch.no_grad():
+        for size, batch in batches:
+            seen += size
+            for layer in layers:
+                # running ← running + (size / seen)·(batch − running): the average over all samples so far.
+                layer.momentum = size / seen
+            forward(batch)
+            used += 1
+    for layer, (mean, var, momentum) in zip(layers, saved, strict=True):
+        layer.momentum = momentum
+        if used == 0:
+            assert layer.running_mean is not None and layer.running_var is not None
+            layer.running_mean.copy_(mean)
+            layer.running_var.copy_(var)
+    return used

@@ -1,8 +1,9 @@
 """The feature cache: decoded images (uint8) and log-mels (float16) in memory-mapped .npy files.
 
-Built once per (dataset key, image size, feature version) — the key is the export's manifest hash, or a hash of
-the release's file list, sizes and mtimes — so epochs (and later runs) read features instead of decoding JPEGs
-and resampling audio. Built in a temporary folder and renamed into place, so a crash never leaves a half cache.
+Built once per (dataset key, image size, log-mel definition, feature version) — the key is the export's
+manifest hash, or a hash of the release's file list, sizes and mtimes — so epochs (and later runs) read
+features instead of decoding JPEGs and resampling audio. Built in a temporary folder and renamed into place,
+so a crash never leaves a half cache.
 """
 
 from __future__ import annotations
@@ -34,9 +35,15 @@ def default_cache_dir() -> Path:
     return base / "annotator" / "features"
 
 
-def cache_key(index: DatasetIndex, image_size: int) -> str:
-    """The cache folder's name: changes with the dataset, the image size and the feature definitions."""
+def cache_key(index: DatasetIndex, image_size: int, features: str = "default") -> str:
+    """The cache folder's name: changes with the dataset, the image size and the feature definitions.
+
+    ``features`` (``default`` or ``paper``) is part of the key, so caches of the two log-mels never mix; the
+    default's key text is unchanged, so caches built before the choice existed stay valid.
+    """
     text = f"v{FEATURE_VERSION}:{index.key}:{image_size}:{N_MELS}x{N_FRAMES}"
+    if features != "default":
+        text += f":{features}"
     return sha256_bytes(text.encode())[:24]
 
 
@@ -47,6 +54,7 @@ class FeatureCache:
         self.directory = directory
         meta = json.loads((directory / "meta.json").read_text())
         self.image_size: int = meta["image_size"]
+        self.features: str = meta.get("features", "default")
         self.rows: dict[str, int] = {sample_id: row for row, sample_id in enumerate(meta["ids"])}
         self._images: np.ndarray | None = None
         self._mels: np.ndarray | None = None
@@ -54,22 +62,30 @@ class FeatureCache:
     def __getstate__(self) -> dict[str, Any]:  # workers reopen the maps instead of pickling arrays
         return {**self.__dict__, "_images": None, "_mels": None}
 
-    def image(self, sample_id: str) -> np.ndarray:
+    def images_array(self) -> np.ndarray:
+        """Every cached image, memory-mapped: uint8 (rows, 3, S, S) in the order of :attr:`rows`."""
         if self._images is None:
             self._images = np.load(self.directory / "images.npy", mmap_mode="r")
-        return self._images[self.rows[sample_id]]
+        return self._images
 
-    def log_mel(self, sample_id: str) -> np.ndarray:
+    def log_mels_array(self) -> np.ndarray:
+        """Every cached log-mel, memory-mapped: float16 (rows, 64, 400) in the order of :attr:`rows`."""
         if self._mels is None:
             self._mels = np.load(self.directory / "logmels.npy", mmap_mode="r")
-        return self._mels[self.rows[sample_id]]
+        return self._mels
+
+    def image(self, sample_id: str) -> np.ndarray:
+        return self.images_array()[self.rows[sample_id]]
+
+    def log_mel(self, sample_id: str) -> np.ndarray:
+        return self.log_mels_array()[self.rows[sample_id]]
 
 
 class _Rows(Dataset):
     """Decodes sample i of the index with its row number (for building the cache in worker processes)."""
 
-    def __init__(self, samples: list[SampleRef], image_size: int) -> None:
-        self.inner = SceneDataset(samples, image_size=image_size)
+    def __init__(self, samples: list[SampleRef], image_size: int, features: str) -> None:
+        self.inner = SceneDataset(samples, image_size=image_size, features=features)
 
     def __len__(self) -> int:
         return len(self.inner)
@@ -87,6 +103,7 @@ def open_or_build_cache(
     workers: int = 0,
     build: bool = True,
     on_progress: Callable[[int, int], None] | None = None,
+    features: str = "default",
 ) -> FeatureCache:
     """The cache for `index` at `image_size`, building it first if it does not exist.
 
@@ -97,11 +114,12 @@ def open_or_build_cache(
         workers: DataLoader worker processes decoding while building.
         build: False on non-zero ranks, which only open what rank 0 built (after a barrier).
         on_progress: called with (done, total) while building.
+        features: the log-mel definition (``default`` or ``paper``); part of the cache key.
 
     Returns:
         The opened cache.
     """
-    final = Path(cache_root) / cache_key(index, image_size)
+    final = Path(cache_root) / cache_key(index, image_size, features)
     if (final / "meta.json").is_file() or not build:
         return FeatureCache(final)
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -110,7 +128,7 @@ def open_or_build_cache(
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
-        _write_cache(tmp, index, image_size, workers, on_progress)
+        _write_cache(tmp, index, image_size, workers, on_progress, features)
         try:
             os.replace(tmp, final)
         except OSError:  # another process finished the same cache first; theirs is identical
@@ -127,13 +145,14 @@ def _write_cache(
     image_size: int,
     workers: int,
     on_progress: Callable[[int, int], None] | None,
+    features: str = "default",
 ) -> None:
     """Decode every pair of `index` into ``images.npy``, ``logmels.npy`` and ``meta.json`` in `folder`."""
     samples = list(index.samples)
     n = len(samples)
     images = np.lib.format.open_memmap(folder / "images.npy", "w+", np.uint8, (n, 3, image_size, image_size))
     mels = np.lib.format.open_memmap(folder / "logmels.npy", "w+", np.float16, (n, N_MELS, N_FRAMES))
-    loader = DataLoader(_Rows(samples, image_size), batch_size=8, num_workers=workers)
+    loader = DataLoader(_Rows(samples, image_size, features), batch_size=8, num_workers=workers)
     done = 0
     for rows, image_batch, mel_batch in loader:
         images[rows.numpy()] = image_batch.numpy()
@@ -148,6 +167,7 @@ def _write_cache(
         "version": FEATURE_VERSION,
         "dataset_key": index.key,
         "image_size": image_size,
+        "features": features,
         "ids": [s.id for s in samples],
     }
     (folder / "meta.json").write_text(json.dumps(meta))

@@ -1,8 +1,8 @@
 """The one frozen dataclass that holds a training run's hyperparameters (STYLE: nanoGPT-style config).
 
-Defaults follow the paper's protocol (SPEC §9) where this machine allows it: 256×256 images, Adam with weight
-decay 1e-4, model selection on validation weighted F1. The image backbone defaults to ResNet-18 so a CPU run is
-practical; pass ``image_arch="resnet101"`` for the paper's branch on a GPU.
+The field defaults are the ``small`` preset: a ResNet-18 image branch and a small audio CNN, so a CPU run is
+practical. :mod:`model.presets` holds ``small`` and ``paper`` (the authors' networks, optimiser and schedule) and
+resolves a preset plus the user's flags into one of these.
 """
 
 from __future__ import annotations
@@ -31,6 +31,10 @@ class Modality(StrEnum):
 
 
 IMAGE_ARCHS = ("resnet18", "resnet50", "resnet101")
+AUDIO_ARCHS = ("cnn", "resnet50")
+IMAGE_INPUTS = ("imagenet", "raw")
+FEATURES = ("default", "paper")
+RESIDENT_MODES = ("auto", "on", "off")
 DEVICES = ("auto", "cuda", "cpu")
 GPU_IMAGE_SIZE, GPU_AUDIO_WIDTH = 256, 32
 CPU_IMAGE_SIZE, CPU_AUDIO_WIDTH = 128, 16
@@ -60,7 +64,19 @@ class TrainConfig:
         bf16: bf16 autocast on CUDA (ignored on CPU).
         limit: keep at most this many samples per split (quick runs); None keeps all.
         image_weights: local state dict for the image backbone (e.g. ImageNet weights); nothing is downloaded.
-        audio_weights: local state dict for the audio branch.
+        audio_weights: the audio branch's weights: this project's checkpoint.pt, or a state dict with the
+            authors' ResNet-50 parameter names (``audio_arch="resnet50"``).
+        preset: the preset the run started from (``small`` or ``paper``); informational, flags override it.
+        audio_arch: ``cnn`` (the small ResNet-style CNN) or ``resnet50`` (the authors' 1-channel ResNet-50).
+        image_input: what the image branch is fed: ``imagenet`` (ImageNet mean/std normalised) or ``raw``
+            (0–255 RGB, as the authors fed their AID-pretrained ResNet-101). Stored with the weights.
+        features: ``default`` (our log-mel, SPEC §9) or ``paper`` (the authors' log-mel, see
+            :func:`model.features.paper_log_mel`).
+        lr_milestones: epochs after which the learning rate is multiplied by `lr_gamma` (empty: constant).
+        lr_gamma: the factor of each step of the schedule.
+        augment: flip, brightness and colour augmentation of training images (see :mod:`model.augment`).
+        resident: keep the cached features on the device: ``auto`` (when they fit), ``on`` or ``off``.
+        head_dim: the fusion head's input size, recorded once the model is built (informational).
     """
 
     modality: str = Modality.BOTH.value
@@ -81,15 +97,38 @@ class TrainConfig:
     limit: int | None = None
     image_weights: str | None = None
     audio_weights: str | None = None
+    preset: str = "small"
+    audio_arch: str = "cnn"
+    image_input: str = "imagenet"
+    features: str = "default"
+    lr_milestones: tuple[int, ...] = ()
+    lr_gamma: float = 0.1
+    augment: bool = False
+    resident: str = "auto"
+    head_dim: int | None = None
 
     def __post_init__(self) -> None:
+        # A list (from JSON, a CLI or with_()) becomes the tuple the frozen dataclass promises.
+        object.__setattr__(self, "lr_milestones", tuple(int(m) for m in self.lr_milestones))
         problems = []
         if self.modality not in {m.value for m in Modality}:
             problems.append(f"modality must be one of both|image|audio, not {self.modality!r}")
         if self.image_arch not in IMAGE_ARCHS:
             problems.append(f"image_arch must be one of {'|'.join(IMAGE_ARCHS)}, not {self.image_arch!r}")
-        if self.device not in DEVICES:
-            problems.append(f"device must be one of {'|'.join(DEVICES)}, not {self.device!r}")
+        for name, choices in (
+            ("device", DEVICES),
+            ("audio_arch", AUDIO_ARCHS),
+            ("image_input", IMAGE_INPUTS),
+            ("features", FEATURES),
+            ("resident", RESIDENT_MODES),
+        ):
+            if getattr(self, name) not in choices:
+                problems.append(f"{name} must be one of {'|'.join(choices)}, not {getattr(self, name)!r}")
+        milestones = list(self.lr_milestones)
+        if any(m < 1 for m in milestones) or milestones != sorted(set(milestones)):
+            problems.append(f"lr_milestones must be increasing positive epochs, not {milestones}")
+        if self.lr_gamma <= 0:
+            problems.append(f"lr_gamma must be positive, not {self.lr_gamma}")
         if self.image_size is not None and self.image_size < 32:
             problems.append(f"image_size must be at least 32 (ResNet downsamples 32×), not {self.image_size}")
         for name in ("epochs", "batch_size", "audio_width", "patience"):
@@ -125,14 +164,19 @@ class TrainConfig:
         return Modality(self.modality)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain types only, so a checkpoint loads with ``torch.load(weights_only=True)``."""
-        return asdict(self)
+        """Plain types only, so a checkpoint loads with ``torch.load(weights_only=True)`` (tuples become lists)."""
+        data = asdict(self)
+        data["lr_milestones"] = list(self.lr_milestones)
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         """Rebuild from :meth:`to_dict` output; unknown keys (from a newer version) are ignored."""
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        values = {k: v for k, v in data.items() if k in known}
+        if "lr_milestones" in values:
+            values["lr_milestones"] = tuple(int(m) for m in values["lr_milestones"])
+        return cls(**values)
 
     def with_(self, **changes: Any) -> TrainConfig:
         return replace(self, **changes)

@@ -37,7 +37,7 @@ from dataset.layout import (
     sound_relpath,
 )
 from dataset.split import Split, assign_splits, recording_of
-from model.features import clip_log_mel, read_image
+from model.features import clip_features, read_image
 
 #: File types accepted in the release layout (an export always writes .jpg and .wav, see :mod:`dataset.layout`).
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -243,7 +243,8 @@ class SceneDataset(Dataset):
     """Pairs as dicts ``{"image": uint8 (3,S,S), "audio": float16 (1,64,400), "label": int, "id": str}``.
 
     Only the modalities asked for are loaded. Features come from a :class:`model.cache.FeatureCache` when one
-    is given (no decoding), else they are decoded from the files.
+    is given (no decoding), else they are decoded from the files; `features` picks the log-mel definition
+    decoded (``default`` or ``paper``, see :mod:`model.features`; a cache holds one of them).
     """
 
     def __init__(
@@ -254,8 +255,10 @@ class SceneDataset(Dataset):
         image: bool = True,
         audio: bool = True,
         cache: FeatureSource | None = None,
+        features: str = "default",
     ) -> None:
         self.samples = list(samples)
+        self.features = features
         self.image_size = image_size
         self.load_image, self.load_audio = image, audio
         self.cache = cache
@@ -280,10 +283,9 @@ class SceneDataset(Dataset):
         except OSError as exc:
             raise DatasetError(f"sample {ref.id}: cannot read image {ref.image_path}: {exc}") from exc
 
-    @staticmethod
-    def _decode_audio(ref: SampleRef) -> np.ndarray:
+    def _decode_audio(self, ref: SampleRef) -> np.ndarray:
         try:
-            return clip_log_mel(ref.audio_path)
+            return clip_features(ref.audio_path, self.features)
         except (OSError, RuntimeError, ValueError) as exc:
             raise DatasetError(f"sample {ref.id}: cannot read sound {ref.audio_path}: {exc}") from exc
 

@@ -5,6 +5,18 @@ periodic Hann window and a 400-sample hop (25 ms), power spectrum, 64 Slaney mel
 10·log10 (dB, floor 1e-10), 400 frames. Computed in torch, checked against librosa in the tests.
 Log-mels are rounded to float16 on every path, so features read from the cache equal freshly decoded ones
 bit for bit. Images: RGB, resized to ``size``×``size`` (bilinear), uint8 channels-first.
+
+``features="paper"`` (:func:`paper_log_mel`) is the authors' log-mel instead (Hu et al.'s ``audio_extract`` in
+``model/CVS_dataset.py``): librosa at 16 kHz, STFT with n_fft 4096, a 1024-sample Hann window and hop 400,
+the *magnitude* spectrum through the same 64 Slaney mel bands (0–8 kHz, filters for n_fft 4096),
+``power_to_db`` with ref 1, amin 1e-10 and top_db 80 over the first 400 frames. Their layout is time × mel
+(400, 64); every feature in this project is stored mel × time (64, 400), and the authors' audio network
+(:class:`model.networks.AudioResNet50`) transposes to their layout itself, so caches and batches have one shape.
+
+Why the default stays as it is (the issue allows it): it is SPEC §9's definition, existing caches and trained
+checkpoints depend on it, and the paper's n_fft 4096 with a 1024-sample window adds no frequency resolution
+(the window is zero-padded: a 4× finer grid of the same spectrum) at four times the STFT cost, while top_db 80
+per clip throws away the quiet end of the dynamic range that per-bin normalisation keeps.
 """
 
 from __future__ import annotations
@@ -25,6 +37,15 @@ FMAX = 8_000.0
 N_FRAMES = 400
 CLIP_SAMPLES = N_FRAMES * HOP  # 160 000 samples = 10 s at 16 kHz
 DB_FLOOR = 1e-10
+
+# The authors' log-mel (features="paper").
+PAPER_N_FFT = 4096
+PAPER_WIN = 1024
+PAPER_TOP_DB = 80.0
+#: Samples that the first 400 centred frames of the paper's STFT can see (the last centre + n_fft / 2):
+#: longer clips are cut here, so the 400 frames equal those of the whole file.
+PAPER_CLIP_SAMPLES = (N_FRAMES - 1) * HOP + PAPER_N_FFT // 2
+FEATURE_CHOICES = ("default", "paper")
 
 
 def hz_to_mel(hz: np.ndarray) -> np.ndarray:
@@ -80,6 +101,35 @@ def log_mel(waveform: torch.Tensor) -> torch.Tensor:
     return 10.0 * torch.log10(torch.clamp(mel, min=DB_FLOOR))
 
 
+def paper_log_mel(waveform: torch.Tensor) -> torch.Tensor:
+    """The authors' log-mel of a 16 kHz waveform (…, samples) → (…, 64, min(frames, 400)) in dB, float32
+    (float64 for a float64 waveform).
+
+    ``power_to_db(melspectrogram(S=|stft|)[:, :400])`` with librosa's defaults: the magnitude (not power)
+    spectrum through the mel filters, 10·log10 with a 1e-10 floor, then everything more than 80 dB below the
+    clip's maximum (over its 64 × 400 values) raised to that level.
+    """
+    # float64 stays float64 (the tests compare with librosa below float32's rounding floor); else float32.
+    x = waveform if waveform.dtype == torch.float64 else waveform.float()
+    window = torch.hann_window(PAPER_WIN, periodic=True, dtype=x.dtype, device=x.device)
+    # win_length < n_fft: torch (like librosa) centres the 1024-sample window in the 4096-sample frame.
+    spec = torch.stft(
+        x,
+        PAPER_N_FFT,
+        HOP,
+        PAPER_WIN,
+        window,
+        center=True,
+        pad_mode="constant",
+        return_complex=True,
+    )
+    filters = mel_filterbank(SAMPLE_RATE, PAPER_N_FFT).to(x.device, x.dtype)
+    mel = torch.matmul(filters, spec.abs())[..., :N_FRAMES]  # (…, 64, frames ≤ 400)
+    db = 10.0 * torch.log10(torch.clamp(mel, min=DB_FLOOR))
+    peak = db.amax(dim=(-2, -1), keepdim=True)
+    return torch.maximum(db, peak - PAPER_TOP_DB)
+
+
 def fit_clip(samples: np.ndarray, length: int = CLIP_SAMPLES) -> np.ndarray:
     """Exactly `length` samples: the first `length`, or the clip looped until it is long enough."""
     if samples.size == 0:
@@ -89,8 +139,9 @@ def fit_clip(samples: np.ndarray, length: int = CLIP_SAMPLES) -> np.ndarray:
     return samples[:length]
 
 
-def read_clip(path: Path) -> np.ndarray:
-    """Read an audio file as a mono float32 10 s clip at 16 kHz (soundfile + soxr)."""
+def read_mono(path: Path) -> np.ndarray:
+    """Read a whole audio file as mono float32 at 16 kHz: the channel mean, resampled with soxr's HQ quality
+    (what ``librosa.load(path, sr=16000)`` does)."""
     import soundfile
     import soxr
 
@@ -98,7 +149,12 @@ def read_clip(path: Path) -> np.ndarray:
     mono = data.mean(axis=1)
     if rate != SAMPLE_RATE:
         mono = soxr.resample(mono, rate, SAMPLE_RATE).astype(np.float32)
-    return fit_clip(mono)
+    return mono
+
+
+def read_clip(path: Path) -> np.ndarray:
+    """Read an audio file as a mono float32 10 s clip at 16 kHz (soundfile + soxr)."""
+    return fit_clip(read_mono(path))
 
 
 def clip_log_mel(path: Path) -> np.ndarray:
@@ -106,6 +162,28 @@ def clip_log_mel(path: Path) -> np.ndarray:
     with torch.no_grad():
         mel = log_mel(torch.from_numpy(read_clip(path)))[:, :N_FRAMES]
     return mel.numpy().astype(np.float16)
+
+
+def paper_clip_log_mel(path: Path) -> np.ndarray:
+    """The authors' audio input for one file: (64, 400) float16 log-mel in dB (mel × time; not normalised).
+
+    A clip of 10 s or more gives exactly their 400 frames. A shorter one is looped to 10 s as the default
+    features do: their code yields fewer than 400 frames there (and an earlier script of theirs pads 0 dB).
+    """
+    mono = read_mono(path)
+    mono = fit_clip(mono) if mono.size < CLIP_SAMPLES else mono[:PAPER_CLIP_SAMPLES]
+    with torch.no_grad():
+        mel = paper_log_mel(torch.from_numpy(np.ascontiguousarray(mono)))
+    return mel.numpy().astype(np.float16)
+
+
+def clip_features(path: Path, features: str = "default") -> np.ndarray:
+    """The (64, 400) float16 log-mel of one file for a ``TrainConfig.features`` choice."""
+    if features == "paper":
+        return paper_clip_log_mel(path)
+    if features != "default":
+        raise ValueError(f"features must be one of {'|'.join(FEATURE_CHOICES)}, not {features!r}")
+    return clip_log_mel(path)
 
 
 def read_image(path: Path, size: int) -> np.ndarray:

@@ -7,7 +7,7 @@ class by its support, and macro averages run over the classes that occur in the 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -75,3 +75,27 @@ SUMMARY_KEYS = (
     "macro_recall",
     "macro_f1",
 )
+
+#: The authors' reporting window: the best epoch (on validation) and the five after it.
+REPORT_WINDOW = 6
+
+
+def windowed_summary(
+    history: Sequence[Mapping[str, Any]], best_epoch: int, prefix: str = "test_", window: int = REPORT_WINDOW
+) -> dict[str, Any]:
+    """Mean and standard deviation of each summary score over the best epoch and the `window` - 1 after it.
+
+    The authors report test metrics this way (mean ± std over epochs best … best + 5) rather than at the single
+    best epoch. `history` rows carry the per-epoch scores under ``prefix + key``; epochs the run did not reach
+    (it stopped early or ran out of epochs) are left out, and ``epochs`` lists those used. The standard
+    deviation is the population one (numpy's default, ddof 0).
+    """
+    rows = [h for h in history if best_epoch <= h["epoch"] < best_epoch + window and prefix + "accuracy" in h]
+    summary: dict[str, Any] = {"epochs": [int(h["epoch"]) for h in rows]}
+    for key in SUMMARY_KEYS:
+        values = np.array([float(h[prefix + key]) for h in rows], dtype=np.float64)
+        summary[key] = {
+            "mean": float(values.mean()) if values.size else 0.0,
+            "std": float(values.std()) if values.size else 0.0,
+        }
+    return summary

@@ -20,14 +20,15 @@ def _pyplot() -> ModuleType:
 
 
 def plot_confusion(metrics: dict[str, Any], path: Path, title: str = "Test confusion matrix") -> None:
-    """Row-normalised confusion matrix with the counts written in each cell."""
+    """Confusion matrix normalised per true class (each row sums to 1), a colour bar, the counts in the cells."""
     plt = _pyplot()
     cm = np.asarray(metrics["confusion_matrix"], dtype=float)
     names = metrics["classes"]
     rows = cm.sum(axis=1, keepdims=True)
     share = np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0)
     fig, ax = plt.subplots(figsize=(9, 8))
-    ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    shown = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
     ax.set_xticks(range(len(names)), names, rotation=60, ha="right")
     ax.set_yticks(range(len(names)), names)
     ax.set_xlabel("predicted")
@@ -42,18 +43,28 @@ def plot_confusion(metrics: dict[str, Any], path: Path, title: str = "Test confu
     plt.close(fig)
 
 
-def plot_curves(history: list[dict[str, Any]], path: Path) -> None:
-    """Training loss and validation weighted F1 per epoch."""
+def plot_curves(history: list[dict[str, Any]], path: Path, best_epoch: int | None = None) -> None:
+    """Training and validation loss, and validation weighted F1, per (integer) epoch; the best epoch marked."""
     plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     epochs = [h["epoch"] for h in history]
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    left.plot(epochs, [h["train_loss"] for h in history], marker="o")
-    left.set_xlabel("epoch")
-    left.set_ylabel("training loss")
+    left.plot(epochs, [h["train_loss"] for h in history], marker="o", label="training")
+    if all("val_loss" in h for h in history):
+        left.plot(epochs, [h["val_loss"] for h in history], marker="o", label="validation")
+    left.set_ylabel("cross-entropy loss")
+    left.legend()
     right.plot(epochs, [h["val_weighted_f1"] for h in history], marker="o", color="tab:green")
-    right.set_xlabel("epoch")
     right.set_ylabel("validation weighted F1")
     right.set_ylim(0, 1)
+    for ax in (left, right):
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if best_epoch is not None:
+            ax.axvline(best_epoch, color="tab:red", linestyle="--", linewidth=1, label=f"best epoch ({best_epoch})")
+    if best_epoch is not None:
+        right.legend(loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -1,8 +1,14 @@
-"""The training run: :func:`train` and :func:`evaluate_checkpoint` (SPEC §9); the steps are :mod:`model.steps`.
+"""The training run: :func:`train`, :func:`resume_config` and :func:`evaluate_checkpoint` (SPEC §9).
 
-GPU first: CUDA when present, bf16 autocast, channels_last images, pinned host memory with non-blocking copies,
-persistent DataLoader workers, a feature cache so the GPU is not starved; torchrun gives DistributedDataParallel
+GPU first: CUDA when present, bf16 autocast, channels_last images, and the cached features resident on the device
+when they fit (batches gathered by index there, augmented there: no loader workers, no host → device copy per
+step); otherwise a DataLoader with pinned memory and persistent workers. torchrun gives DistributedDataParallel
 (see :mod:`model.distributed` for why results do not depend on the number of processes). CPU is the fallback.
+
+Each epoch: train (augmented when asked), step the learning-rate schedule, re-estimate BatchNorm statistics for
+the new weights ("precise BN", :func:`model.steps.precise_batchnorm`), then score validation (model selection)
+and test (the authors' windowed report). RUN_DIR gets ``checkpoint.pt`` (best epoch), ``last.pt`` (latest epoch,
+for ``--resume``), ``metrics.jsonl`` (one line per epoch), ``metrics.json``, ``curves.png`` and ``confusion.png``.
 """
 
 from __future__ import annotations
@@ -11,21 +17,20 @@ import json
 import math
 import random
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
 from annotator.errors import DatasetError, TrainingError
 from annotator.files import atomic_write_text
 from annotator.vocabulary import CLASS_ORDER, NUM_CLASSES
 from dataset.split import Split
 from model.cache import FeatureCache, default_cache_dir, open_or_build_cache
-from model.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from model.checkpoint import Checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from model.config import TrainConfig
 from model.data import DatasetIndex, SceneDataset, describe, open_dataset
 from model.distributed import (
@@ -37,13 +42,29 @@ from model.distributed import (
     teardown_distributed,
 )
 from model.features import N_MELS
+from model.metrics import SUMMARY_KEYS, windowed_summary
 from model.networks import FusionNet, build_model
 from model.plots import plot_confusion, plot_curves
-from model.steps import audio_statistics, default_workers, eval_loader, evaluate, make_loader, train_one_epoch
+from model.resident import ResidentData
+from model.steps import (
+    BatchSource,
+    LoaderSource,
+    ResidentSource,
+    audio_statistics,
+    default_workers,
+    eval_batches,
+    evaluate,
+    precise_batchnorm,
+    train_one_epoch,
+)
 
 Log = Callable[[str], None]
 ProgressFn = Callable[[int, int], None]  # (done, total)
 AudioStats = dict[str, list[float]]  # {"mean": 64 floats, "std": 64 floats}
+
+BEST_CHECKPOINT, LAST_CHECKPOINT, EPOCH_LOG = "checkpoint.pt", "last.pt", "metrics.jsonl"
+#: What may change when a run is resumed; everything else must equal the interrupted run's settings.
+RESUMABLE_CHANGES = ("epochs", "patience", "device", "workers")
 
 
 @dataclass
@@ -58,6 +79,8 @@ class TrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     dataset: dict[str, Any] = field(default_factory=dict)
     is_main: bool = True
+    test_window: dict[str, Any] = field(default_factory=dict)
+    data_path: str = ""
 
 
 def _seed_everything(seed: int) -> None:
@@ -75,12 +98,8 @@ def _split_dataset(index: DatasetIndex, split: Split, config: TrainConfig, cache
         image=modality.uses_image,
         audio=modality.uses_audio,
         cache=cache,
+        features=config.features,
     )
-
-
-def _datasets(index: DatasetIndex, config: TrainConfig, cache: FeatureCache | None) -> dict[Split, SceneDataset]:
-    """One dataset per split (see :func:`_split_dataset`)."""
-    return {split: _split_dataset(index, split, config, cache) for split in Split}
 
 
 def _log_stderr(message: str) -> None:
@@ -99,11 +118,15 @@ def train(
     cache_dir: Path | None = None,
     log: Log | None = _log_stderr,
     on_cache_progress: Callable[[int, int], None] | None = None,
+    resume: bool = False,
 ) -> TrainResult:
     """Train the classifier on `dataset_root`, select on validation weighted F1, test, and write RUN_DIR.
 
-    Writes (rank 0 only) ``checkpoint.pt``, ``metrics.json``, ``confusion.png`` and ``curves.png`` in `run_dir`.
-    Under torchrun every rank calls this; the process group is set up and torn down here.
+    Writes (rank 0 only) ``checkpoint.pt``, ``last.pt``, ``metrics.jsonl``, ``metrics.json``, ``confusion.png``
+    and ``curves.png`` in `run_dir`. With `resume`, continues from ``run_dir/last.pt`` (weights, optimiser,
+    scheduler, RNG states, epoch, history, best) and ends where an uninterrupted run would; `config` must then be
+    the interrupted run's (see :func:`resume_config`). Under torchrun every rank calls this; the process group is
+    set up and torn down here.
     """
     ctx = setup_distributed(config.device)
     config = config.for_device(ctx.device.type)
@@ -116,9 +139,42 @@ def train(
             cache_dir,
             log if ctx.is_main else None,
             on_cache_progress if ctx.is_main else None,
+            resume,
         )
     finally:
         teardown_distributed(ctx)
+
+
+def resume_config(run_dir: Path, changes: Mapping[str, Any]) -> TrainConfig:
+    """The configuration of the run in `run_dir` (from its ``last.pt``), with the allowed `changes` applied.
+
+    Args:
+        run_dir: the RUN_DIR of an earlier, interrupted or finished, run.
+        changes: settings the user gave again; None values are ignored. Only :data:`RESUMABLE_CHANGES` may
+            differ from the run's own (e.g. more epochs); any other difference is refused.
+
+    Raises:
+        TrainingError: no ``last.pt`` in `run_dir`, or a setting that cannot change mid-run.
+    """
+    saved = load_checkpoint(Path(run_dir) / LAST_CHECKPOINT).config
+    given = {k: v for k, v in changes.items() if v is not None}
+    fixed = [
+        f"{k} ({getattr(saved, k)!r} → {v!r})"
+        for k, v in given.items()
+        if k not in RESUMABLE_CHANGES and k != "preset" and _differs(getattr(saved, k), v)
+    ]
+    if fixed:
+        raise TrainingError(
+            f"cannot change {', '.join(fixed)} when resuming {run_dir}; only {', '.join(RESUMABLE_CHANGES)} may "
+            "change (start a new run with --out for other settings)"
+        )
+    return saved.with_(**{k: v for k, v in given.items() if k in RESUMABLE_CHANGES})
+
+
+def _differs(saved: Any, given: Any) -> bool:
+    if isinstance(saved, tuple):
+        return tuple(saved) != tuple(given)
+    return bool(saved != given)
 
 
 def _open_cache(
@@ -133,11 +189,12 @@ def _open_cache(
     if not config.use_cache:
         return None
     root = cache_dir or default_cache_dir()
+    side, features = config.image_side, config.features
     if ctx.is_main:
-        cache = open_or_build_cache(index, config.image_side, root, workers=workers, on_progress=on_progress)
+        cache = open_or_build_cache(index, side, root, workers=workers, on_progress=on_progress, features=features)
     barrier(ctx)
     if not ctx.is_main:
-        cache = open_or_build_cache(index, config.image_side, root, build=False)
+        cache = open_or_build_cache(index, side, root, build=False, features=features)
     return cache
 
 
@@ -160,15 +217,10 @@ def _place_model(model: FusionNet, ctx: DistContext) -> tuple[FusionNet, torch.n
 
 
 def _split_datasets(
-    root: Path,
-    index: DatasetIndex,
-    config: TrainConfig,
-    ctx: DistContext,
-    cache: FeatureCache | None,
-    say: Log,
+    root: Path, index: DatasetIndex, config: TrainConfig, ctx: DistContext, cache: FeatureCache | None, say: Log
 ) -> dict[Split, SceneDataset]:
     """The three splits as datasets; refuses a training split too small for the ranks, and logs the sizes."""
-    datasets = _datasets(index, config, cache)
+    datasets = {split: _split_dataset(index, split, config, cache) for split in Split}
     if len(datasets[Split.TRAIN]) < ctx.world_size:
         raise DatasetError(f"the training split of {root} has {len(datasets[Split.TRAIN])} pairs; too few to train")
     sizes = {s.value: len(d) for s, d in datasets.items()}
@@ -177,6 +229,52 @@ def _split_datasets(
         f"device {ctx.device}{f' × {ctx.world_size} processes' if ctx.distributed else ''}"
     )
     return datasets
+
+
+def _sources(
+    datasets: Mapping[Split, SceneDataset],
+    cache: FeatureCache | None,
+    config: TrainConfig,
+    ctx: DistContext,
+    workers: int,
+) -> dict[Split, BatchSource]:
+    """Resident splits when asked for (``on``) or when they fit (``auto``), else one loader per split.
+
+    Called once the model is on the device, so the free memory :meth:`ResidentData.fits` sees counts it.
+    """
+    modality = config.modality_enum
+    resident = config.resident == "on"
+    if config.resident == "auto" and cache is not None:
+        pairs = sum(len(d) for d in datasets.values())
+        need = ResidentData.nbytes(pairs, config.image_side, image=modality.uses_image, audio=modality.uses_audio)
+        resident = ResidentData.fits(need, ctx.device)
+    if resident and cache is None:
+        raise TrainingError("--resident on needs the feature cache; drop --no-cache or use --resident off")
+    sources: dict[Split, BatchSource] = {}
+    for split, dataset in datasets.items():
+        if resident and cache is not None:
+            data = ResidentData.from_cache(
+                cache,
+                dataset.samples,
+                config.image_side,
+                ctx.device,
+                image=modality.uses_image,
+                audio=modality.uses_audio,
+            )
+            sources[split] = ResidentSource(data, ctx.device)
+        else:
+            sources[split] = LoaderSource(dataset, ctx, workers)
+    return sources
+
+
+def _describe_path(sources: Mapping[Split, BatchSource]) -> str:
+    """ "resident on cuda:0 (1.23 GB)" (all splits together) or "loader (8 workers, feature cache)"."""
+    if all(isinstance(s, ResidentSource) for s in sources.values()):
+        total = sum(s.nbytes for s in sources.values() if isinstance(s, ResidentSource))
+        first = next(iter(sources.values()))
+        assert isinstance(first, ResidentSource)
+        return f"resident on {first.device} ({total / 1e9:.2f} GB)"
+    return sources[Split.TRAIN].description
 
 
 def _fit_audio_stats(model: FusionNet, train_set: SceneDataset, config: TrainConfig, workers: int) -> AudioStats:
@@ -196,6 +294,7 @@ class _Best:
     epoch: int = 0
     state: dict[str, torch.Tensor] | None = None
     val: dict[str, Any] = field(default_factory=dict)
+    test: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -205,24 +304,93 @@ class _Loop:
     model: FusionNet
     trainable: torch.nn.Module
     optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.MultiStepLR
     sampler: GlobalBatchSampler
-    train_loader: DataLoader
-    val_loader: DataLoader
+    sizes: dict[Split, int]
     select_on_val: bool
+    sources: dict[Split, BatchSource] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best: _Best = field(default_factory=_Best)
+    stale: int = 0
+    start_epoch: int = 1
 
 
-def _make_loop(
-    model: FusionNet, datasets: dict[Split, SceneDataset], ctx: DistContext, config: TrainConfig, workers: int
-) -> _Loop:
-    """Place the model, then make its optimiser, the global-batch sampler and the train/val loaders."""
+def _make_loop(model: FusionNet, sizes: dict[Split, int], ctx: DistContext, config: TrainConfig) -> _Loop:
+    """Place the model, then make its optimiser, learning-rate schedule and global-batch sampler."""
     model, trainable = _place_model(model, ctx)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    # No milestones: a constant rate (MultiStepLR with none never changes it, and keeps one code path).
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(config.lr_milestones), gamma=config.lr_gamma)
     sampler = GlobalBatchSampler(
-        len(datasets[Split.TRAIN]), config.batch_size, seed=config.seed, rank=ctx.rank, world_size=ctx.world_size
+        sizes[Split.TRAIN], config.batch_size, seed=config.seed, rank=ctx.rank, world_size=ctx.world_size
     )
-    train_loader = make_loader(datasets[Split.TRAIN], ctx, workers, batch_sampler=sampler)
-    val_loader = eval_loader(datasets[Split.VAL], ctx, config, workers)
-    return _Loop(model, trainable, optimizer, sampler, train_loader, val_loader, len(datasets[Split.VAL]) > 0)
+    return _Loop(model, trainable, optimizer, scheduler, sampler, sizes, sizes[Split.VAL] > 0)
+
+
+def _restore(loop: _Loop, run_dir: Path, ctx: DistContext) -> None:
+    """Put the loop back where ``last.pt`` left it: weights, optimiser, schedule, RNG, history, best, patience."""
+    last = load_checkpoint(run_dir / LAST_CHECKPOINT)  # on the CPU: RNG states must stay CPU tensors
+    best = load_checkpoint(run_dir / BEST_CHECKPOINT)
+    loop.model.load_state_dict(last.model_state)
+    if last.optimizer_state is not None:
+        loop.optimizer.load_state_dict(last.optimizer_state)
+    if last.scheduler_state is not None:
+        loop.scheduler.load_state_dict(last.scheduler_state)
+    if last.rng is not None:
+        set_rng_state(last.rng)
+    state = last.loop
+    loop.history = list(last.history)
+    loop.best = _Best(
+        float(state["best_score"]), best.epoch, best.model_state, best.metrics["val"], best.metrics["test"]
+    )
+    loop.stale = int(state["stale"])
+    loop.start_epoch = last.epoch + 1
+
+
+def _augment_generator(config: TrainConfig, ctx: DistContext, epoch: int) -> torch.Generator | None:
+    """The augmentation's generator on the device, seeded by (seed, epoch, rank): runs and resumes repeat."""
+    if not (config.augment and config.modality_enum.uses_image):
+        return None
+    return torch.Generator(device=ctx.device).manual_seed((config.seed * 1_000_003 + epoch) * 1_009 + ctx.rank)
+
+
+def _run_epoch(
+    loop: _Loop, epoch: int, ctx: DistContext, config: TrainConfig
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """Train one epoch, step the schedule, recompute BatchNorm statistics, score val and test.
+
+    Returns:
+        (the epoch's history row, the full validation metrics, the full test metrics).
+    """
+    loop.sampler.set_epoch(epoch)
+    batches = list(loop.sampler)
+    global_sizes = [len(b) for b in loop.sampler.global_batches()]
+    lr = loop.optimizer.param_groups[0]["lr"]
+    train_source = loop.sources[Split.TRAIN]
+    augment = _augment_generator(config, ctx, epoch)
+    stats = train_one_epoch(loop.trainable, train_source, batches, global_sizes, loop.optimizer, ctx, config, augment)
+    loop.scheduler.step()
+    precise_batchnorm(loop.model, train_source, batches, global_sizes, ctx, config)
+    val = evaluate(loop.model, loop.sources[Split.VAL], eval_batches(loop.sizes[Split.VAL], ctx, config), ctx, config)
+    test = evaluate(
+        loop.model, loop.sources[Split.TEST], eval_batches(loop.sizes[Split.TEST], ctx, config), ctx, config
+    )
+    row = {
+        "epoch": epoch,
+        "train_loss": stats["train_loss"],
+        "val_loss": val["loss"],
+        "val_weighted_f1": val["weighted_f1"],
+        "val_accuracy": val["accuracy"],
+        "lr": lr,
+        "samples_per_s": stats["samples_per_s"],
+        "data_wait_s": stats["data_wait_s"],
+        "data_wait": stats["data_wait"],
+        "data_wait_pct": 100 * stats["data_wait"],
+        "seconds": stats["seconds"],
+        "test_loss": test["loss"],
+        **{f"test_{key}": test[key] for key in SUMMARY_KEYS},
+    }
+    return row, val, test
 
 
 def _fit(
@@ -230,44 +398,88 @@ def _fit(
     ctx: DistContext,
     config: TrainConfig,
     say: Log,
-    on_best: Callable[[_Best, list[dict[str, Any]]], None],
-) -> tuple[_Best, list[dict[str, Any]]]:
-    """Train epoch by epoch, keeping the best (val weighted F1, else training loss); stop after `patience`."""
-    history: list[dict[str, Any]] = []
-    best, stale = _Best(), 0
-    for epoch in range(1, config.epochs + 1):
-        loop.sampler.set_epoch(epoch)
-        stats = train_one_epoch(loop.trainable, loop.train_loader, loop.sampler, loop.optimizer, ctx, config)
-        val = evaluate(loop.model, loop.val_loader, ctx, config)
-        history.append(
-            {"epoch": epoch, **stats, "val_weighted_f1": val["weighted_f1"], "val_accuracy": val["accuracy"]}
-        )
+    on_epoch: Callable[[_Loop, bool], None],
+) -> None:
+    """Train epoch by epoch, keeping the best (val weighted F1, else training loss); stop after `patience`.
+
+    `on_epoch(loop, improved)` runs after every epoch (it writes the checkpoints and the epoch log).
+    """
+    if loop.stale >= config.patience:
+        return
+    for epoch in range(loop.start_epoch, config.epochs + 1):
+        row, val, test = _run_epoch(loop, epoch, ctx, config)
+        loop.history.append(row)
         say(
-            f"epoch {epoch}/{config.epochs}  loss {stats['train_loss']:.4f}  val weighted F1 "
-            f"{val['weighted_f1']:.4f}  {stats['samples_per_s']:.1f} samples/s  data wait "
-            f"{100 * stats['data_wait']:.0f}%  ({stats['seconds']:.1f} s)"
+            f"epoch {epoch}/{config.epochs}  loss {row['train_loss']:.4f}  val loss {row['val_loss']:.4f}  val "
+            f"weighted F1 {row['val_weighted_f1']:.4f}  lr {row['lr']:.2e}  {row['samples_per_s']:.1f} samples/s  "
+            f"data wait {row['data_wait_pct']:.0f}%  ({row['seconds']:.1f} s)"
         )
-        score = val["weighted_f1"] if loop.select_on_val else -stats["train_loss"]
-        if score > best.score:
+        score = val["weighted_f1"] if loop.select_on_val else -row["train_loss"]
+        improved = score > loop.best.score
+        if improved:
             state = {k: v.detach().clone() for k, v in loop.model.state_dict().items()}
-            best, stale = _Best(score, epoch, state, val), 0
-            on_best(best, history)
+            loop.best, loop.stale = _Best(score, epoch, state, val, test), 0
         else:
-            stale += 1
-            if stale >= config.patience:
-                say(f"early stop: no better validation weighted F1 for {stale} epoch(s); best was epoch {best.epoch}")
-                break
-    return best, history
+            loop.stale += 1
+        on_epoch(loop, improved)
+        if loop.stale >= config.patience:
+            say(f"early stop: no better validation weighted F1 for {loop.stale} epoch(s); best was {loop.best.epoch}")
+            break
 
 
-def _write_run_files(run_dir: Path, checkpoint_path: Path, metrics: dict[str, Any]) -> None:
-    """Finish RUN_DIR: final metrics into the checkpoint, metrics.json, confusion.png and curves.png."""
-    final = load_checkpoint(checkpoint_path)  # keeps the optimiser state of the best epoch
-    final.metrics, final.history = {"val": metrics["val"], "test": metrics["test"]}, metrics["history"]
-    save_checkpoint(checkpoint_path, final)
-    atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
-    plot_confusion(metrics["test"], run_dir / "confusion.png")
-    plot_curves(metrics["history"], run_dir / "curves.png")
+@dataclass
+class _RunFiles:
+    """Writes RUN_DIR (rank 0 only): the two checkpoints and the epoch log after each epoch, the rest at the end."""
+
+    run_dir: Path
+    config: TrainConfig
+    audio_stats: AudioStats
+    dataset_info: dict[str, Any]
+    data_path: str
+    enabled: bool
+
+    def _checkpoint(self, loop: _Loop, state: dict[str, torch.Tensor], epoch: int, val: dict, test: dict) -> Checkpoint:
+        return Checkpoint(
+            self.config,
+            state,
+            loop.optimizer.state_dict(),
+            [c.value for c in CLASS_ORDER],
+            self.audio_stats,
+            epoch,
+            {"val": val, "test": test},
+            loop.history,
+            self.dataset_info,
+        )
+
+    def after_epoch(self, loop: _Loop, improved: bool) -> None:
+        if not self.enabled:
+            return
+        epoch = loop.history[-1]["epoch"]
+        if improved and loop.best.state is not None:
+            save_checkpoint(
+                self.run_dir / BEST_CHECKPOINT,
+                self._checkpoint(loop, loop.best.state, epoch, loop.best.val, loop.best.test),
+            )
+        last = self._checkpoint(loop, loop.model.state_dict(), epoch, loop.best.val, loop.best.test)
+        last.scheduler_state = loop.scheduler.state_dict()
+        last.rng = rng_state()
+        last.loop = {"best_score": loop.best.score, "best_epoch": loop.best.epoch, "stale": loop.stale}
+        save_checkpoint(self.run_dir / LAST_CHECKPOINT, last)
+        lines = "".join(json.dumps(row) + "\n" for row in loop.history)
+        atomic_write_text(self.run_dir / EPOCH_LOG, lines)
+
+    def finish(self, metrics: dict[str, Any]) -> None:
+        """Final metrics into the checkpoint, metrics.json, confusion.png and curves.png."""
+        if not self.enabled:
+            return
+        path = self.run_dir / BEST_CHECKPOINT
+        final = load_checkpoint(path)  # keeps the optimiser state of the best epoch
+        final.metrics = {"val": metrics["val"], "test": metrics["test"], "test_window": metrics["test_window"]}
+        final.history = metrics["history"]
+        save_checkpoint(path, final)
+        atomic_write_text(self.run_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+        plot_confusion(metrics["test"], self.run_dir / "confusion.png")
+        plot_curves(metrics["history"], self.run_dir / "curves.png", best_epoch=metrics["best_epoch"])
 
 
 def _train(
@@ -278,6 +490,7 @@ def _train(
     cache_dir: Path | None,
     log: Log | None,
     on_cache_progress: ProgressFn | None,
+    resume: bool,
 ) -> TrainResult:
     """:func:`train` on one rank, inside its process group; `log` is None except on rank 0."""
     say = log or _silent
@@ -285,54 +498,70 @@ def _train(
     if ctx.device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     index = open_dataset(root, split_seed=config.split_seed)
+    if resume:
+        _check_resumable(run_dir, index, config)
     model = build_model(config, NUM_CLASSES)  # first, so a bad weights file fails before any decoding
     workers = default_workers(config, ctx.device)
     cache = _open_cache(index, config, ctx, cache_dir, workers, on_cache_progress)
     datasets = _split_datasets(root, index, config, ctx, cache, say)
-    sizes = {s.value: len(d) for s, d in datasets.items()}
+    sizes = {s: len(d) for s, d in datasets.items()}
     audio_stats = _fit_audio_stats(model, datasets[Split.TRAIN], config, workers)
-    loop = _make_loop(model, datasets, ctx, config, workers)
-    model = loop.model
-    dataset_info = {"path": str(root), **describe(index), "used": sizes}
-    checkpoint_path = run_dir / "checkpoint.pt"
+    loop = _make_loop(model, sizes, ctx, config)
+    sources = loop.sources = _sources(datasets, cache, config, ctx, workers)
+    data_path = _describe_path(sources)
+    say(f"data path: {data_path}")
+    if resume:
+        _restore(loop, run_dir, ctx)
+        say(f"resuming {run_dir} after epoch {loop.start_epoch - 1} (best so far: epoch {loop.best.epoch})")
+    dataset_info = {"path": str(root), **describe(index), "used": {s.value: n for s, n in sizes.items()}}
     if ctx.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
     if not loop.select_on_val:
         say("warning: the validation split is empty; the epoch with the lowest training loss is kept")
-
-    def save_best(best: _Best, history: list[dict[str, Any]]) -> None:
-        if ctx.is_main and best.state is not None:
-            save_checkpoint(
-                checkpoint_path,
-                Checkpoint(
-                    config,
-                    best.state,
-                    loop.optimizer.state_dict(),
-                    [c.value for c in CLASS_ORDER],
-                    audio_stats,
-                    best.epoch,
-                    {"val": best.val},
-                    history,
-                    dataset_info,
-                ),
-            )
-
-    best, history = _fit(loop, ctx, config, say, save_best)
+    files = _RunFiles(run_dir, config, audio_stats, dataset_info, data_path, ctx.is_main)
+    _fit(loop, ctx, config, say, files.after_epoch)
+    best = loop.best
     assert best.state is not None
-    model.load_state_dict(best.state)
-    test = evaluate(model, eval_loader(datasets[Split.TEST], ctx, config, workers), ctx, config)
+    # The best epoch's test metrics were computed with exactly these weights and BatchNorm statistics.
+    loop.model.load_state_dict(best.state)
+    test = best.test
+    window = windowed_summary(loop.history, best.epoch)
     metrics = {
         "test": test,
+        "test_window": window,
         "val": best.val,
         "best_epoch": best.epoch,
-        "history": history,
+        "history": loop.history,
+        "data_path": data_path,
         "config": config.to_dict(),
         "dataset": dataset_info,
     }
-    if ctx.is_main:
-        _write_run_files(run_dir, checkpoint_path, metrics)
+    files.finish(metrics)
     barrier(ctx)
-    return TrainResult(run_dir, checkpoint_path, test, best.val, best.epoch, history, dataset_info, ctx.is_main)
+    return TrainResult(
+        run_dir,
+        run_dir / BEST_CHECKPOINT,
+        test,
+        best.val,
+        best.epoch,
+        loop.history,
+        dataset_info,
+        ctx.is_main,
+        window,
+        data_path,
+    )
+
+
+def _check_resumable(run_dir: Path, index: DatasetIndex, config: TrainConfig) -> None:
+    """Refuse to resume onto another dataset or with settings that differ beyond :data:`RESUMABLE_CHANGES`."""
+    last = load_checkpoint(run_dir / LAST_CHECKPOINT)
+    if last.dataset.get("key") not in (None, index.key):
+        raise TrainingError(f"{run_dir} was trained on another dataset (or the files changed); cannot resume on it")
+    saved = last.config.to_dict()
+    given = config.to_dict()
+    differ = [k for k in saved if k not in RESUMABLE_CHANGES and saved[k] != given.get(k)]
+    if differ:
+        raise TrainingError(f"cannot resume {run_dir} with other settings: {', '.join(differ)}")
 
 
 def evaluate_checkpoint(
@@ -348,7 +577,7 @@ def evaluate_checkpoint(
     """Metrics of a saved model on one split of a dataset; the checkpoint is all it needs besides the data.
 
     The split is computed the way training computed it (same split seed and ``limit``), so evaluating the
-    training dataset's test split reproduces the checkpoint's test metrics exactly.
+    training dataset's test split reproduces the checkpoint's test metrics exactly (same batches, same order).
     """
     try:
         split_enum = Split(split)
@@ -365,4 +594,5 @@ def evaluate_checkpoint(
     dataset = _split_dataset(index, split_enum, config, _open_cache(index, config, ctx, cache_dir, n_workers, None))
     if len(dataset) == 0:
         raise DatasetError(f"the {split} split of {dataset_root} is empty")
-    return evaluate(model, eval_loader(dataset, ctx, config, n_workers), ctx, config)
+    source = LoaderSource(dataset, ctx, n_workers)
+    return evaluate(model, source, eval_batches(len(dataset), ctx, config), ctx, config)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up everything on a fresh machine: the project's virtual environment (.venv, with torch from this
-# machine's disk) and Label Studio's own (.venv-ls; never mixed with the project's dependencies).
+# machine's disk), Label Studio's own (.venv-ls; never mixed with the project's dependencies) and Debian's
+# PostgreSQL server binaries (the test suite starts a throwaway server with them; nothing is started here).
 # Idempotent: a second run only reinstalls when pyproject.toml or this script changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,7 +20,7 @@ if [ "$(cat .venv/.annotator-stamp 2>/dev/null)" != "$(stamp_of)" ]; then
   .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip 2>&1 | grep -v "is ignored" || true
   .venv/bin/python -m pip install -q --disable-pip-version-check "${TORCH_SPEC[@]}" 2>&1 | grep -v "is ignored" || true
   .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[dev]" 2>&1 | grep -v "is ignored" || true
-  .venv/bin/python -c "import annotator, torch, torchvision, osmium, label_studio_sdk, mypy, importlinter" \
+  .venv/bin/python -c "import annotator, torch, torchvision, osmium, label_studio_sdk, psycopg, mypy, importlinter" \
     || { echo "setup: the project's environment is incomplete (see pip's messages above)" >&2; exit 1; }
   stamp_of > .venv/.annotator-stamp
 fi
@@ -34,4 +35,18 @@ if [ "$(cat .venv-ls/.annotator-stamp 2>/dev/null)" != "$LS_VERSION" ]; then
     || { echo "setup: label-studio did not install into .venv-ls" >&2; exit 1; }
   echo "$LS_VERSION" > .venv-ls/.annotator-stamp
 fi
-echo "setup: ready (.venv, .venv-ls)" >&2
+# PostgreSQL: Debian's server package (initdb, pg_ctl), for the suite's PostgreSQL run. Root only (CI, the dev
+# machines); elsewhere say how to get it, as the suite then skips its PostgreSQL half.
+if ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+    echo "setup: installing Debian's postgresql package (for the tests' throwaway server)" >&2
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null
+    compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null \
+      || { echo "setup: the postgresql package did not install initdb" >&2; exit 1; }
+  else
+    echo "setup: PostgreSQL is not installed and this is not a root Debian shell; install Debian's postgresql" \
+      "package to run the tests' PostgreSQL half (they are skipped without it)" >&2
+  fi
+fi
+echo "setup: ready (.venv, .venv-ls, PostgreSQL)" >&2

@@ -2,7 +2,7 @@
 
 Command bodies stay thin: parse, open the store, call one library function, print. Expected failures are
 :class:`~annotator.errors.AnnotatorError`; the group below turns them into one line on stderr and an exit code.
-Heavy libraries (torch, label-studio-sdk, overpy) are imported inside the commands that need them.
+Heavy libraries (torch, label-studio-sdk, osmium) are imported inside the commands that need them.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from annotator.cli import (
     init,
     labelstudio,
     prelabel,
+    rank,
     status,
     train,
     verify,
@@ -74,6 +75,7 @@ app.command("export")(export.export_command)
 app.command("verify")(verify.verify_command)
 app.command("train")(train.train_command)
 app.command("evaluate")(evaluate.evaluate_command)
+app.command("rank")(rank.rank_command)
 app.command("demo")(demo.demo_command)
 app.add_typer(imagery.app, name="imagery")
 app.add_typer(labelstudio.app, name="ls")

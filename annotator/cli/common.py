@@ -52,12 +52,17 @@ class AppState:
 
     @contextmanager
     def store(self, *, create: bool = False) -> Iterator[Engine]:
-        """The store's engine for one command, disposed when the command ends (its connections closed)."""
-        from annotator.store import open_store
+        """The store's engine for one command, disposed when the command ends (its connections closed).
+
+        A database error inside the block (a read-only store, a file that is not SQLite, a lock held too long)
+        becomes one :class:`~annotator.errors.StoreError` sentence: no SQL, no parameters, no traceback.
+        """
+        from annotator.store.engine import open_store, store_failures
 
         engine = open_store(self.location, create=create)
         try:
-            yield engine
+            with store_failures(engine):
+                yield engine
         finally:
             engine.dispose()
 

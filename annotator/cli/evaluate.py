@@ -33,6 +33,21 @@ def metrics_table(metrics: dict[str, Any], title: str) -> tuple[Table, Table]:
     return summary, per_class
 
 
+def window_table(best: dict[str, Any], window: dict[str, Any]) -> Table:
+    """The test scores at the best epoch beside their mean ± std over it and the five after (the authors' report)."""
+    from model.metrics import SUMMARY_KEYS
+
+    epochs = window.get("epochs", [])
+    span = f"epochs {epochs[0]}–{epochs[-1]}" if len(epochs) > 1 else f"epoch {epochs[0]}" if epochs else "none"
+    table = Table(title=f"Test metrics: best epoch, and mean ± std over the best and the five after ({span})")
+    for column in ("metric", "best epoch", "mean ± std"):
+        table.add_column(column, justify="left" if column == "metric" else "right")
+    for key in SUMMARY_KEYS:
+        cell = window.get(key, {"mean": 0.0, "std": 0.0})
+        table.add_row(key.replace("_", " "), f"{best[key]:.4f}", f"{cell['mean']:.4f} ± {cell['std']:.4f}")
+    return table
+
+
 def evaluate_command(
     ctx: typer.Context,
     checkpoint: Path = typer.Argument(..., metavar="CHECKPOINT", help="checkpoint.pt written by `annotator train`."),

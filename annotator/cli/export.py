@@ -44,7 +44,10 @@ def export_command(
         None, "--imagery", metavar="SOURCE", help="Imagery for offset images [default: each pair's import source]."
     ),
     force: bool = typer.Option(
-        False, "--force", help="Replace an existing export at OUT (only once the new one is complete)."
+        False,
+        "--force",
+        help="Replace an earlier export at OUT (only once the new one is complete); a folder holding anything its "
+        "manifest.json does not list, the store or the media is never replaced.",
     ),
     audio_root: Path | None = typer.Option(
         None,

@@ -44,15 +44,18 @@ def import_command(
         "--rejects",
         metavar="FILE",
         help="CSV of rows that were not imported (line, recording_id, reason, "
-        "detail) [default: <db stem>.rejects.csv beside the database, e.g. annotator.rejects.csv].",
+        "detail); its folder is made if missing, and an unusable path stops the import before any row "
+        "[default: <db stem>.rejects.csv beside the database, e.g. annotator.rejects.csv].",
     ),
     batch_size: int = typer.Option(200, "--batch-size", min=1, help="Rows per committed transaction."),
 ) -> None:
     """Import recordings: probe, loop 2–10 s ones, cut a seeded 10 s clip, store images; bad rows are listed.
 
-    Recordings under 2 s are rejected (too_short); every other bad row gets its own reason in the rejects file
-    and the summary, and never stops the good rows. Re-importing the same manifest changes nothing; a changed
-    file under a known id is reported, not overwritten. A killed import resumes where it stopped.
+    Recordings under 2 s are rejected (too_short); every other bad row (an unreadable file, an implausible
+    header, a NUL byte or an overlong field, …) gets its own reason in the rejects file and the summary, and never
+    stops the good rows. A manifest that is not UTF-8 is refused before anything is imported. Re-importing the
+    same manifest changes nothing; a changed file under a known id is reported, not overwritten. A killed import
+    resumes where it stopped, and two imports of one manifest at once end as one would.
 
     Example: annotator import recordings.csv --audio-root sounds/ --imagery tiles/ --seed 7
     """

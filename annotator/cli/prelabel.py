@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from annotator.cli.common import advance, progress_bar, state, stderr, stdout
-from annotator.osm import DEFAULT_OVERPASS_URL
+from annotator.osm import DEFAULT_OVERPASS_URL, MAX_BODY_BYTES
 from annotator.vocabulary import SceneClass
 
 if TYPE_CHECKING:
@@ -29,29 +29,48 @@ def prelabel_command(
     ),
     radius_m: float = typer.Option(40.0, "--radius-m", min=0.0, help="Proximity radius for bridges/stations/runways."),
     cell_km: float = typer.Option(8.0, "--cell-km", min=0.1, help="Cluster cell: pairs in one cell share a query."),
-    timeout_s: float = typer.Option(200.0, "--timeout-s", min=1.0, help="Socket timeout per Overpass request."),
-    retries: int = typer.Option(3, "--retries", min=0, help="Retries per query after a 504, remark or timeout."),
+    timeout_s: float = typer.Option(
+        200.0, "--timeout-s", min=1.0, help="Total time one Overpass request may take (connect and whole answer)."
+    ),
+    retries: int = typer.Option(
+        3, "--retries", min=0, help="Retries per query after a 5xx, runtime remark, timeout or reset connection."
+    ),
+    max_response_mb: float = typer.Option(
+        MAX_BODY_BYTES / 1e6, "--max-response-mb", min=0.001, help="Refuse Overpass answers larger than this (MB)."
+    ),
     force: bool = typer.Option(False, "--force", help="Decide again for pairs that already have evidence."),
 ) -> None:
     """Suggest a scene class for every pair from OpenStreetMap and store the evidence.
 
     Pairs that already have evidence are skipped, so a rerun only asks for what is missing; Overpass responses
-    are cached in the store. If Overpass keeps refusing (429/504), the pairs done so far are kept, the rest are
-    reported, and the command exits with code 1 so scripts notice; rerun it later.
+    are cached in the store. If Overpass keeps refusing (429/5xx, or answers what it never should), the pairs done
+    so far are kept, the rest are reported, and the command exits with code 1 so scripts notice; rerun it later.
+    Every wait (429 Retry-After, backoff) is announced on stderr. Two runs on one store at once both finish.
 
     Example: annotator prelabel --osm-file finland-latest.osm.pbf
 
     Example: annotator prelabel --user-agent "annotator (me@example.org)"
     """
     from annotator.osm.decide import DecisionOptions
-    from annotator.osm.overpass import OverpassOptions
+    from annotator.osm.overpass import OverpassOptions, url_problem, user_agent_problem
     from annotator.osm.prelabel import feature_source, prelabel_pairs
     from annotator.store import unit_of_work
 
     if overpass_url is not None and osm_file is not None:
         raise typer.BadParameter("give either --overpass-url or --osm-file, not both", param_hint="--osm-file")
+    if overpass_url is not None and (problem := url_problem(overpass_url)):
+        raise typer.BadParameter(problem, param_hint="--overpass-url")
+    if user_agent is not None and (problem := user_agent_problem(user_agent)):
+        raise typer.BadParameter(problem, param_hint="--user-agent")
     app_state = state(ctx)
-    overpass = OverpassOptions.from_flags(url=overpass_url, user_agent=user_agent, timeout_s=timeout_s, retries=retries)
+    overpass = OverpassOptions.from_flags(
+        url=overpass_url,
+        user_agent=user_agent,
+        timeout_s=timeout_s,
+        retries=retries,
+        max_response_mb=max_response_mb,
+        notify=None if app_state.quiet else _say,
+    )
     source = feature_source(osm_file, overpass)
     with (
         app_state.store() as engine,
@@ -70,10 +89,17 @@ def prelabel_command(
     summary = f"{report.pairs_todo} pair(s) without evidence looked up"
     if osm_file is None:
         summary += f", {report.clusters} cluster(s), {report.requests} request(s), {report.cache_hits} from the cache"
+    if report.done_elsewhere:
+        summary += f"; {report.done_elsewhere} done meanwhile by another run on this store"
     stdout.print(summary)
     if report.error:
         stderr.print(f"Error: {report.error}", markup=False, highlight=False)
         raise typer.Exit(1)
+
+
+def _say(message: str) -> None:
+    """Tell the user what the Overpass client is waiting for (stderr, beside the progress bar)."""
+    stderr.print(message, markup=False, highlight=False)
 
 
 def _report_table(report: PrelabelReport) -> Table:

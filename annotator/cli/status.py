@@ -11,6 +11,7 @@ from rich.table import Table
 from annotator.cli.common import state, stdout
 
 if TYPE_CHECKING:
+    from annotator.rank import RankFeedback
     from annotator.status import StoreStatus
 
 
@@ -30,7 +31,8 @@ def status_command(
     if as_json:
         typer.echo(json.dumps(status.to_json(), indent=2, sort_keys=False))
         return
-    for table in (_overview(status), _per_class(status), _correction_matrix(status)):
+    rank = _rank_table(status.rank) if status.rank is not None else None
+    for table in (_overview(status), _per_class(status), _correction_matrix(status), rank):
         if table is not None:
             stdout.print(table)
     if status.last_export:
@@ -78,3 +80,34 @@ def _correction_matrix(status: StoreStatus) -> Table | None:
         if any(row):
             matrix.add_row(label, *[str(n) if n else "·" for n in row])
     return matrix
+
+
+def _share(value: float | None) -> str:
+    return f"{value:.0%}" if value is not None else "—"
+
+
+def _rank_table(feedback: RankFeedback) -> Table:
+    """The latest rank run's flags against the verdicts since: the ranking's precision on real reviews."""
+    table = Table(
+        title=f"Rank run #{feedback.run_id} ({feedback.created_at:%Y-%m-%d %H:%M} UTC) against the reviews since"
+    )
+    table.add_column("OSM labels the run judged")
+    for name in ("pairs", "reviewed", "corrected", "unusable", "share corrected"):
+        table.add_column(name, justify="right")
+    for name, tally in (
+        (f"flagged (suspicion ≥ {feedback.threshold})", feedback.flagged_osm),
+        ("not flagged", feedback.unflagged_osm),
+    ):
+        table.add_row(
+            name,
+            str(tally.pairs),
+            str(tally.reviewed),
+            str(tally.corrected),
+            str(tally.unusable),
+            _share(tally.share_corrected),
+        )
+    table.caption = (
+        f"{feedback.flagged} of {feedback.scored} scored pairs flagged; share corrected = corrected / reviewed "
+        "with a class verdict"
+    )
+    return table

@@ -55,6 +55,15 @@ class OffsetReport:
     notes: Counter[OffsetNote] = field(default_factory=Counter)
     examples: dict[str, str] = field(default_factory=dict)
 
+    def merge(self, other: OffsetReport) -> None:
+        """Add the counts of `other` (one batch's report) to this one."""
+        self.created += other.created
+        self.reused += other.reused
+        self.problems.update(other.problems)
+        self.notes.update(other.notes)
+        for reason, detail in other.examples.items():
+            self.examples.setdefault(reason, detail)
+
     def problem(self, reason: OffsetProblem, detail: str, n: int = 1) -> None:
         """Count offsets not made for `reason` (`detail` names the first case)."""
         self.problems[reason] += n

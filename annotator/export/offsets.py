@@ -8,6 +8,9 @@ direction and metres), so a later export reuses them and a reviewer can be shown
 
 Transactions: :func:`ensure_offsets` works in the caller's :class:`~annotator.store.UnitOfWork` and calls
 ``work.commit_batch()`` after every :data:`PARENTS_PER_BATCH` parents, so a killed export keeps what it made.
+Two exports at once on one store may set out to make the same offset pairs; the one that commits second hits
+the unique constraint, rolls its batch back (removing the media files it wrote for it) and redoes the batch,
+which now finds and reuses the other's rows (at most :data:`BATCH_ATTEMPTS` times).
 """
 
 from __future__ import annotations
@@ -18,10 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from annotator.config import StoreLocation
-from annotator.errors import ImageryError
+from annotator.errors import ExportError, ImageryError
 from annotator.export.offset_audio import OffsetAudio, offset_audio
 from annotator.export.offset_report import OffsetProblem, OffsetReport
 from annotator.export.selection import SelectedPair
@@ -38,6 +42,8 @@ from dataset.offset_clips import draw_offset_window, window_span_s
 
 #: Parents whose offsets are made between two commits.
 PARENTS_PER_BATCH = 25
+#: Tries of one batch when another export commits the same offset pairs first.
+BATCH_ATTEMPTS = 5
 #: Parent ids per ``IN (...)`` query (below SQLite's variable limit).
 IDS_PER_QUERY = 500
 DIRECTIONS: tuple[OffsetDirection, ...] = tuple(OffsetDirection)
@@ -297,20 +303,64 @@ def ensure_offsets(
     parent_ids = sorted(p.pair_id for p in parents)
     existing = _offsets_of(session, parent_ids, settings.offset_m)
     todo = [pid for pid in parent_ids if not all(_complete_at(existing, pid, d, media_dir) for d in DIRECTIONS)]
-    report.reused = sum(_complete(p, media_dir) for p in existing.values())
+    done_before = {key for key, pair in existing.items() if _complete(pair, media_dir)}
+    report.reused = len(done_before)
     with ExitStack() as stack:
         sources = _Sources(stack, location, settings.imagery)
         if settings.imagery and todo:
             sources.get(settings.imagery)  # a wrong --imagery stops the export before anything is made
         for start in range(0, len(todo), PARENTS_PER_BATCH):
             batch = todo[start : start + PARENTS_PER_BATCH]
-            batch_existing = _offsets_of(session, batch, settings.offset_m)
-            for parent in session.scalars(select(Pair).where(Pair.id.in_(batch)).order_by(Pair.id)):
-                _make_offsets_for_parent(session, parent, batch_existing, settings, location, sources, report)
-            work.commit_batch()
+            _make_batch(work, location, batch, done_before, settings, sources, report)
             if progress is not None:
                 progress(len(batch))
     return _complete_offsets(session, parent_ids, settings.offset_m, media_dir), report
+
+
+def _make_batch(
+    work: UnitOfWork,
+    location: StoreLocation,
+    batch: Sequence[int],
+    done_before: set[OffsetKey],
+    settings: OffsetSettings,
+    sources: _Sources,
+    report: OffsetReport,
+) -> None:
+    """Make the offsets of one batch of parents and commit them; redone when another export committed them first.
+
+    `done_before`: the offsets complete when this export started (already counted as reused in `report`).
+    """
+    session, media_dir = work.session, location.media_dir
+    for _attempt in range(BATCH_ATTEMPTS):
+        batch_existing = _offsets_of(session, batch, settings.offset_m)
+        known = set(batch_existing)
+        batch_report = OffsetReport()
+        # Offsets another export completed since this one started are reused, not made.
+        batch_report.reused = sum(
+            key not in done_before and _complete(pair, media_dir) for key, pair in batch_existing.items()
+        )
+        try:
+            for parent in session.scalars(select(Pair).where(Pair.id.in_(batch)).order_by(Pair.id)):
+                _make_offsets_for_parent(session, parent, batch_existing, settings, location, sources, batch_report)
+            work.commit_batch()
+        except IntegrityError:
+            # Remove this batch's new media files while its pair ids are still ours (before the rollback).
+            _remove_media(media_dir, [p for key, p in batch_existing.items() if key not in known])
+            session.rollback()
+            continue
+        report.merge(batch_report)
+        return
+    raise ExportError(
+        f"another export kept making the same offset pairs ({BATCH_ATTEMPTS} tries); run export again when it is done"
+    )
+
+
+def _remove_media(media_dir: Path, pairs: Sequence[Pair]) -> None:
+    """Remove the clip and image files written for `pairs` (new rows about to be rolled back)."""
+    for pair in pairs:
+        for relpath in (pair.clip_path, pair.image_path):
+            if relpath:
+                (media_dir / str(relpath)).unlink(missing_ok=True)
 
 
 def _complete_at(existing: dict[OffsetKey, Pair], parent_id: int, direction: OffsetDirection, media_dir: Path) -> bool:

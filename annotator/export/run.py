@@ -10,6 +10,11 @@ The export is deterministic: samples in (class, id) order, JPEG bytes copied fro
 resampled by soxr and written as PCM16, figures with fixed size and no software stamp, a manifest with sorted
 keys and no timestamps. The same store and parameters give a byte-identical folder. The time of the export is
 kept in the store's ``exports`` row only.
+
+Nothing is lost and nothing half-done is recorded: OUT may never be, hold or lie in the store or its media, and
+``--force`` replaces only an earlier export (:func:`dataset.output.prepare_output`); the free space is checked
+against the estimated size before anything is made, and a write that fails aborts the export before the
+``exports`` row is added (offset pairs already committed stay: they are valid rows a later export reuses).
 """
 
 from __future__ import annotations
@@ -21,13 +26,11 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy.orm import Session
-
 from annotator import __version__
 from annotator.config import StoreLocation
 from annotator.errors import ExportError
 from annotator.export.offset_report import OffsetReport
-from annotator.export.offsets import OffsetSample, OffsetSettings, ensure_offsets
+from annotator.export.offsets import DIRECTIONS, OffsetSample, OffsetSettings, ensure_offsets
 from annotator.export.options import ExportOptions, Progress
 from annotator.export.samples import ExportSample, build_samples, splits_of
 from annotator.export.selection import Selection, SkipReason, select_pairs
@@ -39,7 +42,15 @@ from annotator.vocabulary import LabelSource, PairOrigin, SceneClass
 from dataset.audio import CLIP_S
 from dataset.balance import BalancePlan, plan_balance
 from dataset.layout import MANIFEST_FILE, count_by, manifest_bytes
-from dataset.output import finalize_output, prepare_output, temporary_output
+from dataset.output import (
+    Protected,
+    check_free_space,
+    estimated_size,
+    finalize_output,
+    prepare_output,
+    temporary_output,
+    write_output_file,
+)
 from dataset.split import Split
 
 OFFSETS = "Making offset pairs"
@@ -106,30 +117,49 @@ def export_dataset(
 
     Args:
         work: the caller's unit of work. Offset pairs are committed with ``work.commit_batch()`` per batch of
-            parents; the ``exports`` row is added last and committed by the caller's unit of work.
+            parents; the ``exports`` row is committed once the dataset is written, just before OUT is renamed into
+            place (and removed again if that rename fails).
         location: where the media directory is.
         out: the dataset folder to create; it must not exist unless ``options.force``.
         options: the export parameters.
         progress: optional progress callback (see :data:`~annotator.export.options.Progress`).
 
     Raises:
-        ExportError: OUT exists (without force), nothing to export, or bad parameters.
+        ExportError: OUT exists (without force) or may not be replaced, too little free space, a write failed,
+            nothing to export, or bad parameters.
     """
     options.validate()
     out = Path(os.path.abspath(out.expanduser()))
-    prepare_output(out, force=options.force)
+    prepare_output(out, force=options.force, protected=_protected(location))
     with sample_pool(options.workers) as pool:
         selection = select_pairs(work.session, location.media_dir, include_unreviewed=options.include_unreviewed)
         plan = plan_balance(selection.pairs, options.min_per_class, options.augment_below)
         if not plan.kept:
             raise ExportError(_nothing_to_export(selection.skipped, plan.dropped, options))
+        needed = _estimated_size(selection, plan, location.media_dir, options.sample_rate)
+        check_free_space(out, needed)
         offsets, offset_report = _make_offsets(work, location, selection, plan, options, progress)
         samples, left_out = build_samples(selection.pairs, plan.kept, offsets, location.media_dir)
         for reason, n in left_out.items():
             offset_report.problem(reason, "", n)
-        written = _write_dataset(pool, samples, out, options, progress)
-    label_sources = Counter(s.parent.label_source for s in written.samples if s.origin == PairOrigin.ORIGINAL)
-    report = ExportReport(
+        with temporary_output(out, needed) as tmp:
+            written = _write_layout(pool, samples, tmp, options, progress)
+            report = _report(out, written, selection, plan, offset_report)
+            # Recorded (committed) before OUT appears: a store that cannot record it stops the export here.
+            report.export_id = _record(work, report, options)
+            try:
+                finalize_output(tmp, out, force=options.force)
+            except ExportError:
+                _forget(work, report.export_id)
+                raise
+    return report
+
+
+def _report(
+    out: Path, written: _Written, selection: Selection, plan: BalancePlan, offset_report: OffsetReport
+) -> ExportReport:
+    """What the export did, from what it wrote."""
+    return ExportReport(
         out=out,
         export_id=0,
         manifest_sha256=written.manifest_sha256,
@@ -140,13 +170,31 @@ def export_dataset(
         dropped={c.value: n for c, n in plan.dropped.items()},
         augmented=[c.value for c in plan.augmented],
         skipped=selection.skipped,
-        label_sources=label_sources,
+        label_sources=Counter(s.parent.label_source for s in written.samples if s.origin == PairOrigin.ORIGINAL),
         offset_report=offset_report,
         per_class_split=written.per_class_split(),
         failed=written.failures,
     )
-    report.export_id = _record(work.session, report, options)
-    return report
+
+
+def _protected(location: StoreLocation) -> list[Protected]:
+    """The store's database file (SQLite) and its media directory: never an export's OUT."""
+    protected = [Protected(location.sqlite_path, "the store")] if location.sqlite_path is not None else []
+    return [*protected, Protected(location.media_dir, "the store's media directory")]
+
+
+def _estimated_size(selection: Selection, plan: BalancePlan, media_dir: Path, sample_rate: int) -> int:
+    """Bytes the export will take: every kept original's image and WAV, five times over for augmented classes."""
+    kept, augmented = set(plan.kept), set(plan.augmented)
+    sizes: list[int] = []
+    for pair in selection.pairs:
+        if pair.label in kept:
+            try:
+                size = (media_dir / pair.image_path).stat().st_size
+            except OSError:
+                size = 0  # left out later as media that would not load
+            sizes.extend([size] * (1 + len(DIRECTIONS) if pair.label in augmented else 1))
+    return estimated_size(sizes, sample_rate, CLIP_S)
 
 
 def _make_offsets(
@@ -167,40 +215,44 @@ def _make_offsets(
         if progress:
             progress(OFFSETS, n, None)
 
-    return ensure_offsets(work, location, parents, settings, progress=offsets_done)
+    try:
+        return ensure_offsets(work, location, parents, settings, progress=offsets_done)
+    except OSError as exc:  # the media directory is full or read-only; the batches committed so far are kept
+        raise ExportError(
+            f"cannot write the offset pairs' media to {exc.filename or location.media_dir}: {exc.strerror}; "
+            "free space there (or fix its permissions) and export again"
+        ) from None
 
 
-def _write_dataset(
+def _write_layout(
     pool: ProcessPoolExecutor | None,
     samples: Sequence[ExportSample],
-    out: Path,
+    tmp: Path,
     options: ExportOptions,
     progress: Progress | None,
 ) -> _Written:
-    """Write the whole layout into a temporary folder and rename it to `out`."""
-    with temporary_output(out) as tmp:
-        media = write_media(pool, samples, tmp, options.sample_rate, options.workers, progress)
-        # A media file that would not load: drop that sample; splits are drawn over the rest.
-        kept = [s for i, s in enumerate(samples) if i not in media.failed]
-        if not kept:
-            first_id, why = media.failures[0]
-            raise ExportError(f"no sample could be written; first problem: {first_id}: {why}")
-        splits = splits_of(kept, options.seed)
-        tables, per_class, per_split = write_tables(kept, splits, tmp, media.figures)
-        manifest = manifest_bytes(
-            tool_version=__version__,
-            parameters=options.manifest_parameters(),
-            per_class=per_class,
-            per_split=per_split,
-            files={**media.files, **tables},
-        )
-        (tmp / MANIFEST_FILE).write_bytes(manifest)
-        finalize_output(tmp, out, force=options.force)
+    """Write the whole layout into the temporary folder `tmp`."""
+    media = write_media(pool, samples, tmp, options.sample_rate, options.workers, progress)
+    # A media file that would not load: drop that sample; splits are drawn over the rest.
+    kept = [s for i, s in enumerate(samples) if i not in media.failed]
+    if not kept:
+        first_id, why = media.failures[0]
+        raise ExportError(f"no sample could be written; first problem: {first_id}: {why}")
+    splits = splits_of(kept, options.seed)
+    tables, per_class, per_split = write_tables(kept, splits, tmp, media.figures)
+    manifest = manifest_bytes(
+        tool_version=__version__,
+        parameters=options.manifest_parameters(),
+        per_class=per_class,
+        per_split=per_split,
+        files={**media.files, **tables},
+    )
+    write_output_file(tmp / MANIFEST_FILE, manifest)
     return _Written(kept, splits, per_class, per_split, sha256_bytes(manifest), media.failures)
 
 
-def _record(session: Session, report: ExportReport, options: ExportOptions) -> int:
-    """Add the ``exports`` row of a finished export (the caller commits); returns its id."""
+def _record(work: UnitOfWork, report: ExportReport, options: ExportOptions) -> int:
+    """Add and commit the ``exports`` row of a written export; returns its id."""
     counts = {
         "per_class": report.per_class,
         "per_split": report.per_split,
@@ -219,9 +271,17 @@ def _record(session: Session, report: ExportReport, options: ExportOptions) -> i
         manifest_sha256=report.manifest_sha256,
         tool_version=__version__,
     )
-    session.add(record)
-    session.flush()
+    work.session.add(record)
+    work.commit_batch()
     return record.id
+
+
+def _forget(work: UnitOfWork, export_id: int) -> None:
+    """Remove the ``exports`` row of an export that could not be put in place."""
+    record = work.session.get(ExportRecord, export_id)
+    if record is not None:
+        work.session.delete(record)
+        work.commit_batch()
 
 
 def _nothing_to_export(skipped: Counter[SkipReason], dropped: dict[SceneClass, int], options: ExportOptions) -> str:

@@ -3,6 +3,9 @@
 The clips are resampled, written and hashed by worker processes (:func:`dataset.samples.write_sample`); the two
 figures are one more job for the same pool, so no core idles while they are drawn. The main process owns the
 store and never shares it with the workers (forkserver start method).
+
+A sample whose source media will not load is left out; a file that cannot be written (full disk, file size limit,
+in a worker or here) raises :class:`~dataset.output.OutputWriteError` at once, which stops the whole export.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from annotator.files import sha256_bytes
 from annotator.vocabulary import PairOrigin, SceneClass
 from dataset import layout
 from dataset.audio import CLIP_S
+from dataset.output import OutputWriteError, make_output_folder, write_output_file
 from dataset.plots import render_figures
 from dataset.samples import SampleResult, SampleTask, warm_up, watch_owner, write_sample
 from dataset.split import Split
@@ -74,9 +78,9 @@ def _figure_job(samples: Sequence[ExportSample], sample_rate: int) -> FigureJob:
 
 def _sample_tasks(samples: Sequence[ExportSample], tmp: Path, sample_rate: int) -> list[SampleTask]:
     """One task per sample, after making the class folders (workers never create folders)."""
-    for cls in {s.cls for s in samples}:
-        (tmp / layout.sound_relpath(cls, "x")).parent.mkdir(parents=True, exist_ok=True)
-        (tmp / layout.image_relpath(cls, "x")).parent.mkdir(parents=True, exist_ok=True)
+    for cls in sorted({s.cls for s in samples}):
+        make_output_folder((tmp / layout.sound_relpath(cls, "x")).parent)
+        make_output_folder((tmp / layout.image_relpath(cls, "x")).parent)
     return [
         SampleTask(
             index=i,
@@ -98,6 +102,8 @@ def _collect(
     written = WrittenMedia()
     for result in results:
         sample = samples[result.index]
+        if result.write_failure is not None:
+            raise OutputWriteError(result.write_failure)  # the caller's pool drops the queued samples
         if result.error is not None:
             written.failures.append((sample.id, result.error))
             written.failed.add(result.index)
@@ -148,7 +154,7 @@ def write_tables(
         (layout.SAMPLES_FILE, figures[1]),
     )
     for name, data in contents:
-        (tmp / name).write_bytes(data)
+        write_output_file(tmp / name, data)
         files[name] = sha256_bytes(data)
     counts = Counter(s.cls for s in samples)
     per_class = {c.value: counts[c] for c in SceneClass if counts[c]}

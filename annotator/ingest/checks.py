@@ -47,8 +47,10 @@ def resolve_in_root(root: Path, value: str, what: str = "path") -> tuple[Path, s
         (absolute path, path relative to the root with ``/`` separators — what the store keeps).
 
     Raises:
-        BadManifestRow: ``path_escapes_root``.
+        BadManifestRow: ``bad_field`` (a NUL byte, which no file name can hold) or ``path_escapes_root``.
     """
+    if "\x00" in value:
+        raise BadManifestRow(RejectReason.BAD_FIELD, f"{what} path {value!r} contains a NUL byte")
     root_abs = os.path.abspath(root)
     candidate = os.path.normpath(value if os.path.isabs(value) else os.path.join(root_abs, value))
     if os.path.commonpath([root_abs, candidate]) != root_abs or candidate == root_abs:

@@ -1,13 +1,17 @@
 """Manifest readers: CSV, JSON Lines and Freesound search-results JSON, streamed row by row (SPEC §5).
 
 Every reader yields :class:`ManifestRow` objects with the raw text of each field; checking the values is the
-importer's job, so one bad row is one reject and never stops the reader. A manifest whose layout is unusable
-(missing columns, not JSON, no ``results`` list) raises :class:`~annotator.errors.BadManifest` before anything
-is imported.
+importer's job, so one bad row is one reject and never stops the reader: a field the store cannot hold (a NUL
+byte, more than :data:`MAX_FIELD_CHARS` characters, or a CSV field past the csv module's limit) makes that row a
+``bad_field`` reject. A manifest whose layout is unusable (missing columns, not JSON, no ``results`` list) or
+that is not UTF-8 anywhere in it raises :class:`~annotator.errors.BadManifest` before anything is imported: the
+whole file is scanned first (the same pass counts its lines for the progress display), because an encoding error
+found while streaming, at row 601, would come after three batches were committed.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import json
@@ -22,6 +26,13 @@ from annotator.vocabulary import RecordingSource, RejectReason
 
 REQUIRED_COLUMNS = ("recording_id", "lat", "lon", "audio")
 OPTIONAL_COLUMNS = ("image", "license", "author", "source_url")
+#: The longest field a row may have: far above any path (4,096 bytes on Linux), id, licence or URL, far below
+#: the csv module's own limit (131,072), so every format rejects an overlong field the same way.
+MAX_FIELD_CHARS = 8_192
+#: The store's recording id columns (recordings.source_id, import_rejects.recording_ref) hold this many characters;
+#: PostgreSQL enforces it (SQLite does not), so a longer id is a reject, never an aborted batch.
+MAX_ID_CHARS = 128
+_SCAN_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -83,15 +94,60 @@ def _missing_columns_error(path: Path, present: list[str]) -> BadManifest:
     )
 
 
-def _count_lines(path: Path) -> int:
-    count = 0
+def scan_text(path: Path) -> int:
+    """Check that the whole file is UTF-8 and count its newlines, in one streamed pass.
+
+    Raises:
+        BadManifest: the file is not UTF-8; the message names the line and byte offset of the first bad byte.
+    """
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    lines = offset = 0
     with path.open("rb") as fh:
-        while chunk := fh.read(1 << 20):
-            count += chunk.count(b"\n")
-    return count
+        while True:
+            chunk = fh.read(_SCAN_CHUNK)
+            pending = len(decoder.getstate()[0])  # bytes of a character split across the last chunk boundary
+            try:
+                decoder.decode(chunk, final=not chunk)
+            except UnicodeDecodeError as exc:
+                raise _not_utf8_error(path, offset - pending + exc.start, exc.object) from None
+            if not chunk:
+                return lines
+            lines += chunk.count(b"\n")
+            offset += len(chunk)
+
+
+def _not_utf8_error(path: Path, position: int, data: bytes) -> BadManifest:
+    with path.open("rb") as fh:
+        before = fh.read(position)
+        bad = fh.read(1)
+    line = before.count(b"\n") + 1
+    return BadManifest(
+        f"manifest {path.name} is not UTF-8 text: line {line} has the byte 0x{bad.hex()} at byte {position} "
+        "(nothing was imported); save the file as UTF-8 and import it again"
+    )
+
+
+def _field_problem(values: dict[str, str | None]) -> tuple[RejectReason, str] | None:
+    """``bad_field`` for a field the store cannot hold (a NUL byte, or too long), else None."""
+    for name, value in values.items():
+        if value is None:
+            continue
+        if "\x00" in value:
+            return RejectReason.BAD_FIELD, f"{name} contains a NUL byte"
+        limit = MAX_ID_CHARS if name in ("recording_id", "id") else MAX_FIELD_CHARS
+        if len(value) > limit:
+            return RejectReason.BAD_FIELD, f"{name} is {len(value):,} characters long (at most {limit:,})"
+    return None
 
 
 def _row_from_mapping(line: int, source: RecordingSource, values: dict[str, object]) -> ManifestRow:
+    fields = {name: _clean(values.get(name)) for name in (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS)}
+    problem = _field_problem(fields)
+    if problem is not None:
+        recording_id = fields["recording_id"]
+        if recording_id is not None and ("\x00" in recording_id or len(recording_id) > MAX_ID_CHARS):
+            recording_id = None  # not even the rejects file should hold it
+        return ManifestRow(line, source, recording_id, None, None, None, problem=problem)
     return ManifestRow(
         line=line,
         source=source,
@@ -106,7 +162,18 @@ def _row_from_mapping(line: int, source: RecordingSource, values: dict[str, obje
     )
 
 
+def _unparsable_csv_row(line: int, error: csv.Error) -> ManifestRow:
+    """A CSV row the csv module refused; its only error in the non-strict dialect is a field past its limit."""
+    if "field limit" in str(error):
+        detail = f"a field is longer than the CSV reader's limit of {csv.field_size_limit():,} characters"
+        problem = (RejectReason.BAD_FIELD, detail)
+    else:
+        problem = (RejectReason.BAD_ROW, f"unreadable CSV row: {error}")
+    return ManifestRow(line, RecordingSource.MANIFEST, None, None, None, None, problem=problem)
+
+
 def _open_csv(path: Path) -> Manifest:
+    lines = scan_text(path)
     fh = path.open(newline="", encoding="utf-8-sig")
     sample = fh.read(4096)
     fh.seek(0)
@@ -115,7 +182,11 @@ def _open_csv(path: Path) -> Manifest:
     except csv.Error:
         delimiter = ","
     reader = csv.reader(fh, delimiter=delimiter)
-    header = next(reader, None)
+    try:
+        header = next(reader, None)
+    except csv.Error as exc:
+        fh.close()
+        raise BadManifest(f"manifest {path.name} has an unreadable header line ({exc})") from None
     columns = [c.strip().lower() for c in header] if header else []
     if any(c not in columns for c in REQUIRED_COLUMNS):
         fh.close()
@@ -123,15 +194,27 @@ def _open_csv(path: Path) -> Manifest:
 
     def rows() -> Iterator[ManifestRow]:
         with fh:
-            for line, cells in enumerate(reader, start=1):
+            line = 0
+            while True:
+                line += 1
+                try:
+                    cells = next(reader)
+                except StopIteration:
+                    return
+                except csv.Error as exc:  # a field past the csv module's limit: the reader resumes on the next line
+                    yield _unparsable_csv_row(line, exc)
+                    continue
+                except UnicodeDecodeError as exc:  # changed since the scan
+                    raise BadManifest(f"manifest {path.name} is not UTF-8 text at data row {line}: {exc}") from None
                 if not any(cell.strip() for cell in cells):
                     continue
                 yield _row_from_mapping(line, RecordingSource.MANIFEST, dict(zip(columns, cells, strict=False)))
 
-    return Manifest(path, "csv", tuple(columns), max(_count_lines(path) - 1, 0), rows())
+    return Manifest(path, "csv", tuple(columns), max(lines - 1, 0), rows())
 
 
 def _open_jsonl(path: Path) -> Manifest:
+    lines = scan_text(path)
     fh = path.open(encoding="utf-8-sig")
     first: dict[str, object] | None = None
     for text in fh:
@@ -169,11 +252,11 @@ def _open_jsonl(path: Path) -> Manifest:
                 values = {str(k).strip().lower(): v for k, v in obj.items()}
                 row = _row_from_mapping(line, RecordingSource.MANIFEST, values)
                 absent = [c for c in ("recording_id", "audio") if c not in values]
-                if absent:
+                if absent and row.problem is None:
                     row = replace(row, problem=(RejectReason.BAD_ROW, f"no {', '.join(absent)} field"))
                 yield row
 
-    return Manifest(path, "jsonl", tuple(columns), _count_lines(path), rows())
+    return Manifest(path, "jsonl", tuple(columns), lines, rows())
 
 
 _FREESOUND_NAME = re.compile(r"^(\d+)(?=[._])")
@@ -229,9 +312,12 @@ def _open_freesound(path: Path, document: object, audio_root: Path) -> Manifest:
                 parts = geotag.replace(",", " ").split()
                 # A malformed geotag goes on as text in both fields, to be reported as bad coordinates.
                 lat, lon = parts if len(parts) == 2 else (geotag, geotag)
-            problem: tuple[RejectReason, str] | None = None
+            text = {name: _clean(result.get(name)) for name in ("license", "username", "url")}
+            problem = _field_problem({"id": sound_id, "geotag": geotag, **text})
             audio = files.get(sound_id or "")
-            if sound_id and audio is None:
+            if problem is not None:
+                sound_id = lat = lon = None
+            elif sound_id and audio is None:
                 problem = (
                     RejectReason.MISSING_FILE,
                     f"no file named {sound_id}.* or {sound_id}_*.* under {audio_root}",
@@ -270,6 +356,7 @@ def open_manifest(path: Path, *, audio_root: Path | None = None) -> Manifest:
         if suffix in (".jsonl", ".ndjson"):
             return _open_jsonl(path)
         if suffix == ".json":
+            scan_text(path)
             try:
                 with path.open(encoding="utf-8-sig") as fh:
                     document = json.load(fh)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TextIO
 
 from annotator.config import StoreLocation
+from annotator.errors import AnnotatorError
 from annotator.files import atomic_path
 
 REJECTS_COLUMNS = ("line", "recording_id", "reason", "detail")
@@ -36,11 +37,38 @@ class RejectsWriter:
         self.count += 1
 
 
+def _unwritable(path: Path, why: str) -> AnnotatorError:
+    return AnnotatorError(
+        f"cannot write the rejects file {path}: {why} (nothing was imported); "
+        "pass --rejects with a file path in a writable folder"
+    )
+
+
 @contextmanager
 def open_rejects(path: Path) -> Iterator[RejectsWriter]:
     """A :class:`RejectsWriter` on a temporary file that is renamed onto `path` only when the block succeeds.
 
     A killed or failed import therefore never leaves a half-written rejects file behind under the final name.
+    Everything that can be checked before the block is: the folder is made when missing and the temporary file
+    is created in it, and `path` must not be a folder, so a bad path fails before any row is imported.
+
+    Raises:
+        AnnotatorError: `path` is a folder, its folder cannot be made (a parent is a file, no permission, a
+            read-only file system) or no file can be created in it.
     """
-    with atomic_path(Path(path), suffix=".tmp") as tmp, tmp.open("w", newline="", encoding="utf-8") as handle:
+    path = Path(path)
+    if path.is_dir():
+        raise _unwritable(path, "it is a folder")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise _unwritable(path, f"a part of {path.parent} is a file, not a folder") from None
+    except OSError as exc:
+        raise _unwritable(path, f"cannot make the folder {path.parent}: {exc.strerror}") from None
+    stack = ExitStack()
+    try:
+        tmp = stack.enter_context(atomic_path(path, suffix=".tmp"))
+    except OSError as exc:
+        raise _unwritable(path, exc.strerror or str(exc)) from None
+    with stack, tmp.open("w", newline="", encoding="utf-8") as handle:
         yield RejectsWriter(handle)

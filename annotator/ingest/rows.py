@@ -70,6 +70,16 @@ class CheckedRow:
     image_path: Path | None
 
 
+def _sha256_or_reject(path: Path) -> str:
+    """The file's sha256; a file that is gone or cannot be read is the row's reject, not the import's end."""
+    try:
+        return sha256_file(path)
+    except FileNotFoundError:
+        raise BadManifestRow(RejectReason.MISSING_FILE, f"no file at {path}") from None
+    except OSError as exc:
+        raise BadManifestRow(RejectReason.UNREADABLE_FILE, f"cannot read {path}: {exc.strerror}") from None
+
+
 class RowImporter:
     """Turns one manifest row into store rows and media files (inside the caller's session).
 
@@ -127,13 +137,14 @@ class RowImporter:
         """The heavy, session-free part of a new row: probe, hash, decode the clip window, normalise the image."""
         row = checked.row
         info = probe_audio(checked.audio_path)
+        sha256 = _sha256_or_reject(checked.audio_path)
         recording = Recording(
             source=row.source,
             source_id=checked.recording_id,
             lat=checked.lat,
             lon=checked.lon,
             original_path=checked.audio_rel,
-            sha256=sha256_file(checked.audio_path),
+            sha256=sha256,
             file_format=info.format,
             sample_rate=info.sample_rate,
             channels=info.channels,
@@ -172,10 +183,7 @@ class RowImporter:
                 f"stored at ({existing.lat}, {existing.lon}), the manifest now says ({lat}, {lon}); "
                 "the stored recording is kept",
             )
-        try:
-            sha256 = sha256_file(audio_path)
-        except OSError as exc:
-            raise BadManifestRow(RejectReason.MISSING_FILE, f"cannot read {audio_path}: {exc.strerror}") from None
+        sha256 = _sha256_or_reject(audio_path)
         if sha256 != existing.sha256:
             raise BadManifestRow(
                 RejectReason.CHANGED_FILE,

@@ -23,8 +23,17 @@ IMAGE = "image"
 AUDIO = "audio"
 VERDICT = "verdict"
 COMMENT = "comment"
-#: Task data keys shown as text beside the media (the evidence an annotator weighs).
-TEXT_FIELDS = (("pair", "Pair"), ("osm", "OSM suggestion"), ("osm_tags", "Deciding OSM tags"), ("note", "Note"))
+#: Task data key of the model's suggestion ("model suggests forest (p = 0.87) …", from the latest rank run).
+MODEL = "model"
+#: Task data keys shown as text beside the media (the evidence an annotator weighs): the model's suggestion sits
+#: right under the OSM one, so a disagreement between the two is in plain sight.
+TEXT_FIELDS = (
+    ("pair", "Pair"),
+    ("osm", "OSM suggestion"),
+    (MODEL, "Model suggestion"),
+    ("osm_tags", "Deciding OSM tags"),
+    ("note", "Note"),
+)
 #: What a reviewer can choose: the 13 classes in their fixed order, then `unusable`.
 VERDICT_CHOICES: tuple[str, ...] = (*(c.value for c in SceneClass), Verdict.UNUSABLE.value)
 
@@ -84,7 +93,8 @@ def annotation_result(verdict: str, comment: str | None = None) -> list[dict[str
 
 
 def prediction(label: SceneClass | str, *, model_version: str, score: float) -> dict[str, Any]:
-    """A task prediction pre-selecting the OSM class, validated against the labelling config.
+    """A task prediction pre-selecting a class (the OSM one, or a rank run's suggestion), validated against the
+    labelling config.
 
     The result of each label is built and validated once (≈3 ms) and copied with a fresh region id after that,
     so pushing thousands of tasks does not spend its time in validation.

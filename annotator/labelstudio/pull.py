@@ -30,9 +30,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from annotator.errors import LabelStudioUnavailable
 from annotator.labelstudio import config as lsconfig
 from annotator.labelstudio.client import Connection, iter_task_pages
-from annotator.labelstudio.tasks import OSM_LABEL_KEY
+from annotator.labelstudio.tasks import OSM_LABEL_KEY, is_rank_prediction
 from annotator.review import refresh_final_labels
 from annotator.store.engine import UnitOfWork
 from annotator.store.models import LabelStudioProject, LabelStudioPull, LabelStudioTask, Review, utcnow
@@ -106,6 +107,11 @@ def export_pages(conn: Connection, ls_project_id: int) -> Iterator[list[dict[str
             conn.client.projects.exports.download_sync(ls_project_id, export_type="JSON", download_all_tasks=True)
         )
         tasks = json.loads(body)
+    if not isinstance(tasks, list) or not all(isinstance(t, dict) and isinstance(t.get("id"), int) for t in tasks):
+        raise LabelStudioUnavailable(
+            f"Label Studio at {conn.shown_url} sent a malformed export of project {ls_project_id} (not a list of "
+            "tasks with ids); is --ls-url a Label Studio server?"
+        )
     for start in range(0, len(tasks), PAGE_SIZE):
         yield tasks[start : start + PAGE_SIZE]
 
@@ -152,10 +158,11 @@ class _ProjectPull:
 
 
 def predicted_label(task: dict[str, Any]) -> str | None:
-    """The OSM class the annotator saw pre-selected: the task's prediction (or, where a listing names predictions
-    by id only, as the export does, the ``osm_label`` the push put into the task data)."""
+    """The OSM class a verdict is compared with: the task's OSM prediction (a rank run's prediction is not it), or,
+    where a listing names predictions by id only, as the export does, the ``osm_label`` the push put into the task
+    data."""
     for prediction in task.get("predictions") or []:
-        if isinstance(prediction, dict):
+        if isinstance(prediction, dict) and not is_rank_prediction(prediction):
             return lsconfig.read_verdict(prediction.get("result"))
     label = (task.get("data") or {}).get(OSM_LABEL_KEY)
     return label if isinstance(label, str) and label in lsconfig.VERDICT_CHOICES else None
@@ -355,7 +362,7 @@ def pull_reviews(
     Raises:
         LabelStudioProjectGone: a project the store points at was deleted in Label Studio (nothing is written).
     """
-    report = PullReport(url=conn.url, mode=PullMode.FULL if full else PullMode.INCREMENTAL)
+    report = PullReport(url=conn.shown_url, mode=PullMode.FULL if full else PullMode.INCREMENTAL)
     projects = list(
         work.session.scalars(
             select(LabelStudioProject).where(LabelStudioProject.base_url == conn.url).order_by(LabelStudioProject.id)

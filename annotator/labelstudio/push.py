@@ -9,9 +9,12 @@ tasks than the store knows) and adopts those tasks by the ``pair_id`` in their d
 Tasks are built by :mod:`annotator.labelstudio.tasks` (media URLs: local-files serving over the media directory,
 or ``media_base_url``).
 
-Review order: the project uses *uncertainty sampling* with ``model_version`` set to the OSM predictions', so
-annotators meet the least confident OSM labels first (notes/labelstudio.md). Conflicts found by earlier pulls
-go to a separate adjudication project (see :mod:`annotator.review`).
+Review order (:mod:`annotator.labelstudio.queue`): the project uses *uncertainty sampling*; with ``--order rank``
+(the default once `annotator rank` has run) its ``model_version`` is the latest rank run's, so annotators meet the
+most suspicious labels first, and tasks pushed earlier and not reviewed yet get that run's prediction in place;
+with ``--order osm`` it is the OSM predictions', so they meet the least confident OSM labels first
+(notes/labelstudio.md). Conflicts found by earlier pulls go to a separate adjudication project (see
+:mod:`annotator.review`).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote
 
 from sqlalchemy import func, select
@@ -29,20 +32,28 @@ from sqlalchemy.orm import Session, selectinload
 from annotator.config import StoreLocation
 from annotator.errors import LabelStudioUnavailable
 from annotator.labelstudio import config as lsconfig
-from annotator.labelstudio.client import Connection, iter_task_pages
-from annotator.labelstudio.tasks import NO_NOTE, MediaRoute, build_task
+from annotator.labelstudio.client import Connection, find_project_id, iter_task_pages
+from annotator.labelstudio.queue import (
+    UNCERTAINTY_SAMPLING,
+    QueueRefresh,
+    Ranking,
+    ReviewOrder,
+    find_stale_tasks,
+    latest_ranking,
+    order_queue,
+    refresh_stale_tasks,
+    resolve_order,
+)
+from annotator.labelstudio.tasks import NO_NOTE, MediaRoute, build_task, is_rank_prediction
 from annotator.review import current_votes
 from annotator.store.engine import UnitOfWork
 from annotator.store.models import LabelStudioProject, LabelStudioTask, Pair
 from annotator.vocabulary import FinalReason, ImageStatus, ProjectPurpose, Verdict
 
-if TYPE_CHECKING:
-    from label_studio_sdk.types.all_roles_project_list import AllRolesProjectList
-
 DEFAULT_TITLE = "annotator review"
 ADJUDICATION_SUFFIX = " – adjudication"
 DEFAULT_BATCH_SIZE = 1000
-SAMPLING = "Uncertainty sampling"
+SAMPLING = UNCERTAINTY_SAMPLING
 _ID_CHUNK = 500  # ids per IN (...) query
 
 
@@ -62,7 +73,14 @@ class PushReport:
     batch_size: int = DEFAULT_BATCH_SIZE
     adjudication_title: str | None = None
     adjudication_pushed: int = 0
-    model_versions: dict[str, int] = field(default_factory=dict)
+    model_versions: dict[str, int] = field(default_factory=dict)  # OSM model version → tasks pushed now
+    order: ReviewOrder = ReviewOrder.OSM
+    rank_run: int | None = None  # the latest rank run, whose suggestion the tasks show
+    queue_model_version: str | None = None  # whose prediction scores Label Studio serves lowest first
+    with_rank_prediction: int = 0  # tasks pushed now with the rank run's prediction
+    updated_in_place: int = 0  # tasks pushed earlier, not reviewed, given the rank run's prediction now
+    already_current: int = 0  # tasks pushed earlier, not reviewed, already showing the rank run
+    reviewed_untouched: int = 0  # tasks pushed earlier and reviewed (or skipped): never touched
 
 
 def ensure_project(session: Session, conn: Connection, title: str, purpose: ProjectPurpose) -> LabelStudioProject:
@@ -81,8 +99,7 @@ def ensure_project(session: Session, conn: Connection, title: str, purpose: Proj
         )
     )
     if row is not None:
-        with conn.errors(project_id=row.ls_project_id):
-            conn.client.projects.get(id=row.ls_project_id)
+        _keep_config_current(conn, row.ls_project_id)
         return row
     ls_project_id = _titled_project(conn, title, purpose)
     row = LabelStudioProject(base_url=conn.url, ls_project_id=ls_project_id, title=title, purpose=purpose)
@@ -93,13 +110,12 @@ def ensure_project(session: Session, conn: Connection, title: str, purpose: Proj
 
 def _titled_project(conn: Connection, title: str, purpose: ProjectPurpose) -> int:
     """The id of the Label Studio project titled `title`, made (with the labelling config) when there is none."""
-    projects = conn.client.projects
-    listed: AllRolesProjectList
+    found = find_project_id(conn, title)
+    if found is not None:
+        _keep_config_current(conn, found)
+        return found
     with conn.errors():
-        for listed in projects.list(title=title, page_size=100):
-            if listed.title == title and listed.id is not None:
-                return int(listed.id)
-        created = projects.create(
+        created = conn.client.projects.create(
             title=title,
             label_config=lsconfig.labelling_config(),
             sampling=SAMPLING,
@@ -107,8 +123,17 @@ def _titled_project(conn: Connection, title: str, purpose: ProjectPurpose) -> in
             description=f"annotator {purpose} project: verify the OSM scene class of each pair",
         )
     if created.id is None:
-        raise LabelStudioUnavailable(f"Label Studio at {conn.url} created project {title!r} without an id")
+        raise LabelStudioUnavailable(f"Label Studio at {conn.shown_url} created project {title!r} without an id")
     return int(created.id)
+
+
+def _keep_config_current(conn: Connection, ls_project_id: int) -> None:
+    """Give a project made by an earlier version the current labelling config (a field added, none removed)."""
+    with conn.errors(project_id=ls_project_id):
+        remote = conn.client.projects.get(id=ls_project_id)
+        current = getattr(remote, "label_config", None)
+        if current and current != lsconfig.labelling_config():
+            conn.client.projects.update(id=ls_project_id, label_config=lsconfig.labelling_config())
 
 
 def ensure_local_storage(conn: Connection, ls_project_id: int, media_dir: Path, folders: set[str]) -> None:
@@ -255,7 +280,8 @@ class _Pushed:
 
     tasks: int = 0
     batches: int = 0
-    model_versions: Counter[str] = field(default_factory=Counter)
+    model_versions: Counter[str] = field(default_factory=Counter)  # of the OSM predictions
+    with_rank: int = 0
 
 
 def _push_pending(
@@ -268,10 +294,12 @@ def _push_pending(
     media: MediaRoute,
     note_of: Callable[[Pair], str] | None,
     on_batch: Callable[[int], None] | None,
+    ranking: Ranking | None = None,
 ) -> _Pushed:
     """Import `pending_ids` in batches, committing each batch's task ids with it (then calling `on_batch`).
 
-    Without `note_of` the tasks carry the OSM prediction; with it, a note and no pre-selected answer.
+    Without `note_of` the tasks carry the OSM prediction and the `ranking`'s; with it, a note and no
+    pre-selected answer. Either way they show the `ranking`'s suggestion as text.
     """
     done = _Pushed()
     session = work.session
@@ -281,14 +309,23 @@ def _push_pending(
             select(Pair).where(Pair.id.in_(chunk)).options(selectinload(Pair.osm_evidence)).order_by(Pair.id)
         ).all()
         tasks = [
-            build_task(p, media=media, note=note_of(p) if note_of else NO_NOTE, predict=note_of is None) for p in pairs
+            build_task(
+                p,
+                media=media,
+                note=note_of(p) if note_of else NO_NOTE,
+                predict=note_of is None,
+                rank=ranking.of(p.id) if ranking else None,
+            )
+            for p in pairs
         ]
         ids = _import_batch(conn, project, tasks)
         session.add_all(
             LabelStudioTask(project_id=project.id, pair_id=p.id, ls_task_id=i) for p, i in zip(pairs, ids, strict=True)
         )
         work.commit_batch()
-        done.model_versions.update(t["predictions"][0]["model_version"] for t in tasks if t.get("predictions"))
+        predictions = [p for t in tasks for p in t.get("predictions") or []]
+        done.model_versions.update(p["model_version"] for p in predictions if not is_rank_prediction(p))
+        done.with_rank += sum(1 for p in predictions if is_rank_prediction(p))
         done.tasks += len(pairs)
         done.batches += 1
         if on_batch is not None:
@@ -305,10 +342,14 @@ def push_pairs(
     media_base_url: str | None = None,
     files_root: Path | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    order: ReviewOrder | str | None = None,
     on_batch: Callable[[int], None] | None = None,
     on_total: Callable[[int], None] | None = None,
 ) -> PushReport:
     """Push every pair not yet pushed (and conflicts for adjudication); one committed batch per import request.
+
+    With a rank run in the store, every task pushed now carries its prediction too, and the unreviewed tasks
+    pushed earlier are given the latest run's prediction in place (:mod:`annotator.labelstudio.queue`).
 
     Args:
         work: the store's unit of work (connected to already: `conn` checked the key, so failures before here
@@ -320,37 +361,52 @@ def push_pairs(
         files_root: the server's local-files document root when it is a parent of the media dir (default: the
             media dir itself, as ``annotator.labelstudio.server`` starts it).
         batch_size: tasks per import request (hundreds; ~80 ms per request).
+        order: which score Label Studio serves lowest first: ``rank`` (the most suspicious label first; the
+            default when a rank run exists) or ``osm`` (the least confident OSM match first).
         on_batch: called with the number of tasks after each committed batch (progress).
-        on_total: called once with the number of tasks about to be pushed.
+        on_total: called once with the number of steps ahead: tasks to push, and two per task to update.
+
+    Raises:
+        NoRankRun: ``order="rank"`` without a rank run (nothing is pushed).
     """
-    report = PushReport(url=conn.url, title=title, batch_size=batch_size)
+    session = work.session
+    ranking = latest_ranking(session)
+    chosen = resolve_order(order, ranking)
+    report = PushReport(url=conn.shown_url, title=title, batch_size=batch_size, order=chosen)
+    report.rank_run = ranking.run_id if ranking else None
     media = MediaRoute.checked(location.media_dir, files_root, media_base_url)
-    review = _prepare_project(work.session, conn, title, ProjectPurpose.REVIEW, media)
+    review = _prepare_project(session, conn, title, ProjectPurpose.REVIEW, media)
     report.ls_project_id, report.already_pushed = review.project.ls_project_id, review.already_pushed
     report.adopted, report.without_media = review.adopted, review.without_media
-    conflicts = list(work.session.scalars(select(Pair.id).where(Pair.final_reason == FinalReason.CONFLICT)))
+    conflicts = list(session.scalars(select(Pair.id).where(Pair.final_reason == FinalReason.CONFLICT)))
     work.commit_batch()  # the project row and the adopted tasks
+    stale = find_stale_tasks(session, conn, review.project, ranking) if ranking else QueueRefresh()
+    report.already_current, report.reviewed_untouched = stale.current, stale.reviewed
     if on_total is not None:
-        on_total(len(review.pending))
+        on_total(len(review.pending) + 2 * len(stale.candidates))  # an update is two steps (queue.py)
     pushed = _push_pending(
-        work, conn, review.project, review.pending, batch_size=batch_size, media=media, note_of=None, on_batch=on_batch
+        work,
+        conn,
+        review.project,
+        review.pending,
+        batch_size=batch_size,
+        media=media,
+        note_of=None,
+        on_batch=on_batch,
+        ranking=ranking,
     )
     report.pushed, report.batches, report.model_versions = pushed.tasks, pushed.batches, dict(pushed.model_versions)
-    report.with_prediction = pushed.model_versions.total()
-    if pushed.model_versions:
-        _set_model_version(conn, report.ls_project_id, pushed.model_versions.most_common(1)[0][0])
+    report.with_prediction, report.with_rank_prediction = pushed.model_versions.total(), pushed.with_rank
+    # The order first: the tasks updated next join the rank queue as their prediction is replaced.
+    report.queue_model_version = order_queue(session, conn, review.project, chosen, ranking, pushed.model_versions)
+    if ranking is not None and stale.candidates:
+        report.updated_in_place = refresh_stale_tasks(session, conn, review.project, ranking, stale, on_batch=on_batch)
     if conflicts:
         report.adjudication_title = title + ADJUDICATION_SUFFIX
         report.adjudication_pushed = _push_adjudication(
-            work, conn, report.adjudication_title, conflicts, media=media, batch_size=batch_size
+            work, conn, report.adjudication_title, conflicts, media=media, batch_size=batch_size, ranking=ranking
         )
     return report
-
-
-def _set_model_version(conn: Connection, ls_project_id: int, model_version: str) -> None:
-    """Point the project's uncertainty sampling at the predictions of `model_version`."""
-    with conn.errors(project_id=ls_project_id):
-        conn.client.projects.update(id=ls_project_id, model_version=model_version)
 
 
 def adjudication_notes(session: Session, pair_ids: list[int]) -> dict[int, str]:
@@ -365,7 +421,14 @@ def adjudication_notes(session: Session, pair_ids: list[int]) -> dict[int, str]:
 
 
 def _push_adjudication(
-    work: UnitOfWork, conn: Connection, title: str, conflicts: list[int], *, media: MediaRoute, batch_size: int
+    work: UnitOfWork,
+    conn: Connection,
+    title: str,
+    conflicts: list[int],
+    *,
+    media: MediaRoute,
+    batch_size: int,
+    ranking: Ranking | None,
 ) -> int:
     """Push the pairs in conflict not yet in the adjudication project; returns how many were pushed."""
     adjudication = _prepare_project(work.session, conn, title, ProjectPurpose.ADJUDICATION, media, only=conflicts)
@@ -380,5 +443,6 @@ def _push_adjudication(
         media=media,
         note_of=lambda p: notes.get(p.id, NO_NOTE),
         on_batch=None,
+        ranking=ranking,
     )
     return pushed.tasks

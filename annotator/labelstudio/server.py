@@ -176,6 +176,27 @@ def _write_private(path: Path, text: str) -> None:
         tmp.write_text(text)
 
 
+def _copy_private(source: Path, target: Path) -> None:
+    """Copy `source` to `target` atomically, mode 600 from the first byte."""
+    with atomic_path(target) as tmp:
+        tmp.chmod(0o600)
+        with source.open("rb") as src, tmp.open("wb") as dst:
+            shutil.copyfileobj(src, dst)
+
+
+def make_private(data_dir: Path) -> None:
+    """Only the owner may read the data folder and its database: ``label_studio.sqlite3`` holds the API token.
+
+    The folder becomes 700 and the database (with its ``-wal``/``-shm``) and the log 600 — also in a folder an
+    older annotator made world-readable; the server itself runs with umask 077, so what it writes stays private.
+    """
+    data_dir.chmod(0o700)
+    for name in (DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm", f"{DB_NAME}-journal", LOG_FILE):
+        path = data_dir / name
+        if path.is_file():
+            path.chmod(0o600)
+
+
 def _load_or_make_credentials(data_dir: Path) -> Credentials:
     path = data_dir / CREDENTIALS_FILE
     if path.is_file():
@@ -208,7 +229,8 @@ def _spawn(binary: Path, data_dir: Path, media_dir: Path, creds: Credentials) ->
     database = data_dir / DB_NAME
     command = [str(binary), "start", "--no-browser", "--data-dir", str(data_dir), "--database", str(database)]
     command += ["--internal-host", "127.0.0.1", "--port", str(creds.port), "--log-level", "WARNING"]
-    with open(data_dir / LOG_FILE, "ab") as log:
+    log_fd = os.open(data_dir / LOG_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with open(log_fd, "ab") as log:
         proc = subprocess.Popen(
             command,
             env=_server_env(data_dir, media_dir, creds),
@@ -216,6 +238,7 @@ def _spawn(binary: Path, data_dir: Path, media_dir: Path, creds: Credentials) ->
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
+            umask=0o077,  # its database, uploads and exports are readable by the owner only
         )
     atomic_write_text(data_dir / PID_FILE, f"{proc.pid}\n")
     return proc
@@ -237,7 +260,8 @@ def start(data_dir: Path, media_dir: Path, *, timeout_s: float = START_TIMEOUT_S
         raise LabelStudioUnavailable(f"a Label Studio server is already running from {data_dir}; stop it first")
     binary = find_binary()
     if not (data_dir / DB_NAME).exists():
-        shutil.copyfile(template_database(binary), data_dir / DB_NAME)
+        _copy_private(template_database(binary), data_dir / DB_NAME)
+    make_private(data_dir)
     creds = _load_or_make_credentials(data_dir)
     _write_private(data_dir / CREDENTIALS_FILE, json.dumps(creds.__dict__))
     proc = _spawn(binary, data_dir, media_dir, creds)

@@ -3,6 +3,11 @@
 A long batch job: :func:`prelabel_pairs` works in the caller's :class:`~annotator.store.UnitOfWork` and commits
 one batch per cluster, so an interrupted or refused run keeps what it finished and a rerun only does what is
 missing (SPEC §6).
+
+Two runs on one store at once (two curators, or a cron job beside a person) both finish: a cluster whose commit
+conflicts with the other run's rows (the unique ``osm_evidence.pair_id`` or ``osm_responses.query_sha256``) is
+rolled back and done again for the pairs still lacking evidence — the other run's response is then found in the
+cache — at most :data:`CONFLICT_RETRIES` times.
 """
 
 from __future__ import annotations
@@ -15,9 +20,11 @@ from pathlib import Path
 from typing import Protocol
 
 from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from annotator.errors import AnnotatorError, OverpassRefused
+from annotator.errors import AnnotatorError, OverpassRefused, redact_url
+from annotator.osm.answer import BadAnswer, parse_answer
 from annotator.osm.cluster import DEFAULT_CELL_KM, Cluster, PointTask, cluster_points
 from annotator.osm.decide import Bounds, Decision, DecisionOptions, FeatureIndex, decide
 from annotator.osm.extract import Extract, load_extract
@@ -27,7 +34,6 @@ from annotator.osm.overpass import (
     OverpassOptions,
     build_query,
     cached_response,
-    parse_response,
     store_response,
 )
 from annotator.store.engine import UnitOfWork
@@ -36,6 +42,8 @@ from dataset.imagery.geo import footprint_bbox
 
 #: Side of the image footprint assumed when a pair has none and the imagery maths cannot give one (metres).
 FALLBACK_FOOTPRINT_M = 256.0
+#: How many times a cluster is done again after its commit conflicted with another run writing the same rows.
+CONFLICT_RETRIES = 5
 
 
 @dataclass(frozen=True)
@@ -94,7 +102,7 @@ class OverpassSource:
 
     def __init__(self, client: OverpassClient) -> None:
         self.client = client
-        self.name = client.options.url
+        self.name = redact_url(client.options.url)  # stored as the evidence's source: never a password
         self.cache_hits = 0
 
     @property
@@ -107,14 +115,21 @@ class OverpassSource:
         query = build_query(cluster, query_timeout_s=self.client.options.query_timeout_s)
         cached = cached_response(session, query)
         if cached is not None:
+            try:
+                answer = parse_answer(cached.body)
+            except BadAnswer:  # cached by an older version that did not check answers: ask again
+                session.delete(cached)
+                session.flush()
+                cached = None
+        if cached is not None:
             self.cache_hits += 1
-            body, endpoint, fetched_at = cached.body, cached.endpoint, cached.fetched_at
+            endpoint, fetched_at = redact_url(cached.endpoint), cached.fetched_at
         else:
-            body = self.client.fetch(query)
+            body, answer = self.client.fetch(query)
             endpoint, fetched_at = self.name, datetime.now(UTC)
             store_response(session, endpoint, query, body)
-        elements, osm_base = parse_response(body)
-        return ClusterFeatures(FeatureIndex(features_from_elements(elements)), endpoint, osm_base, fetched_at)
+        features = features_from_elements(answer.elements)
+        return ClusterFeatures(FeatureIndex(features), endpoint, answer.osm_base, fetched_at)
 
 
 def feature_source(osm_file: Path | None, overpass: OverpassOptions) -> FeatureSource:
@@ -133,6 +148,7 @@ class PrelabelReport:
     labelled: int = 0  # evidence stored with a class
     unmatched: int = 0  # evidence stored, OSM suggests no class
     left_unlabelled: int = 0  # no evidence stored (the source refused); a rerun retries them
+    done_elsewhere: int = 0  # given evidence meanwhile by another run on the same store
     clusters: int = 0
     requests: int = 0
     cache_hits: int = 0
@@ -174,15 +190,27 @@ def _pending_points(session: Session, *, force: bool) -> list[PointTask]:
     return [PointTask(p.id, p.lat, p.lon, footprint_of(p)) for p in session.scalars(statement)]
 
 
-def _store_cluster(
-    session: Session, cluster: Cluster, found: ClusterFeatures, options: DecisionOptions, *, replace: bool
+def _still_pending(session: Session, points: tuple[PointTask, ...]) -> tuple[PointTask, ...]:
+    """The points of `points` that still have no evidence (another run may have given them some)."""
+    ids = [p.pair_id for p in points]
+    done = set(session.scalars(select(OsmEvidence.pair_id).where(OsmEvidence.pair_id.in_(ids))))
+    return tuple(p for p in points if p.pair_id not in done)
+
+
+def _store_points(
+    session: Session,
+    points: tuple[PointTask, ...],
+    found: ClusterFeatures,
+    options: DecisionOptions,
+    *,
+    replace: bool,
 ) -> list[Decision]:
-    """Decide every point of `cluster` and add its evidence (replacing what it had, with `replace`)."""
+    """Decide every point of `points` and add its evidence (replacing what it had, with `replace`)."""
     if replace:
-        ids = [p.pair_id for p in cluster.points]
+        ids = [p.pair_id for p in points]
         session.execute(delete(OsmEvidence).where(OsmEvidence.pair_id.in_(ids)))
     decisions = []
-    for point in cluster.points:
+    for point in points:
         decision = decide(point.lat, point.lon, point.footprint, found.index, options)
         session.add(
             OsmEvidence(
@@ -199,6 +227,33 @@ def _store_cluster(
         )
         decisions.append(decision)
     return decisions
+
+
+class _KeptConflicting(Exception):
+    """The cluster's commit conflicted with another run more than :data:`CONFLICT_RETRIES` times."""
+
+
+def _prelabel_cluster(
+    work: UnitOfWork, source: FeatureSource, cluster: Cluster, options: DecisionOptions, *, force: bool
+) -> tuple[list[Decision], int]:
+    """Decide and commit one cluster; returns its decisions and how many of its pairs another run did meanwhile.
+
+    On a unique-constraint conflict at the commit (another run stored the same response or evidence first) the
+    batch is rolled back and done again for the pairs still lacking evidence (all of them, with `force`).
+    """
+    for _ in range(CONFLICT_RETRIES + 1):
+        points = cluster.points if force else _still_pending(work.session, cluster.points)
+        if not points:
+            return [], len(cluster.points)
+        found = source.features_for(work.session, cluster)  # the whole cluster: the query (cache key) stays one
+        try:
+            decisions = _store_points(work.session, points, found, options, replace=force)
+            work.commit_batch()
+        except IntegrityError:
+            work.session.rollback()
+            continue
+        return decisions, len(cluster.points) - len(points)
+    raise _KeptConflicting
 
 
 def prelabel_pairs(
@@ -222,6 +277,8 @@ def prelabel_pairs(
         cell_km: side of the clustering cell; the pairs of one cell share one query.
         force: decide again for pairs that already have evidence (their old evidence is replaced).
         progress: called with the number of pairs after each committed cluster.
+
+    Pairs another run on the same store gives evidence to meanwhile are skipped (``report.done_elsewhere``).
     """
     options = options or DecisionOptions()
     report = PrelabelReport(source=source.name)
@@ -231,15 +288,17 @@ def prelabel_pairs(
     requests_before = source.requests_made
     for number, cluster in enumerate(clusters):
         try:
-            found = source.features_for(work.session, cluster)
-        except OverpassRefused as exc:  # raised before anything of this cluster was written
+            decisions, elsewhere = _prelabel_cluster(work, source, cluster, options, force=force)
+        except (OverpassRefused, _KeptConflicting) as exc:  # nothing of this cluster was committed
+            work.session.rollback()
             left = sum(len(c.points) for c in clusters[number:])
             report.left_unlabelled = left
-            report.error = f"{exc}. {left} pair(s) were left without OSM evidence; rerun `annotator prelabel` later."
+            why = str(exc) if isinstance(exc, OverpassRefused) else "another run kept writing the same pairs"
+            report.error = f"{why}. {left} pair(s) were left without OSM evidence; rerun `annotator prelabel` later."
             break
-        for decision in _store_cluster(work.session, cluster, found, options, replace=force):
+        for decision in decisions:
             report.count(decision)
-        work.commit_batch()
+        report.done_elsewhere += elsewhere
         report.clusters += 1
         if progress is not None:
             progress(len(cluster.points))

@@ -1,5 +1,6 @@
 """The store: SQLAlchemy models, engine and sessions, and the Alembic-owned schema."""
 
+from annotator.store.concurrency import is_write_conflict, job_lock, retry_on_conflict
 from annotator.store.engine import (
     UnitOfWork,
     open_store,
@@ -18,6 +19,8 @@ from annotator.store.models import (
     OsmEvidence,
     OsmResponse,
     Pair,
+    RankRun,
+    RankScore,
     Recording,
     Review,
     TrainingRun,
@@ -33,12 +36,17 @@ __all__ = [
     "OsmEvidence",
     "OsmResponse",
     "Pair",
+    "RankRun",
+    "RankScore",
     "Recording",
     "Review",
     "TrainingRun",
     "UnitOfWork",
+    "is_write_conflict",
+    "job_lock",
     "open_store",
     "require_current_schema",
+    "retry_on_conflict",
     "session_scope",
     "unit_of_work",
     "upgrade_to_head",

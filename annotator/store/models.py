@@ -29,6 +29,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from annotator.vocabulary import (
     FinalReason,
     ImageStatus,
+    LabelSource,
     OffsetDirection,
     PairOrigin,
     ProjectPurpose,
@@ -330,3 +331,40 @@ class TrainingRun(Base):
     metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
     checkpoint_path: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# ------------------------------------------------------------------------------------------ revision 0006
+
+
+class RankRun(Base):
+    """One `annotator rank` run: its parameters, counts and model summary; its scores are :class:`RankScore`."""
+
+    __tablename__ = "rank_runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)  # folds, epochs, preset, seed, osm_weight, …
+    counts: Mapped[dict[str, Any]] = mapped_column(default=dict)  # scored, trained on, per label origin, flagged
+    model: Mapped[dict[str, Any]] = mapped_column(default=dict)  # the resolved training config, seconds per fold
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    scores: Mapped[list[RankScore]] = relationship(back_populates="run", cascade="all, delete-orphan")
+
+
+class RankScore(Base):
+    """How suspicious one pair's label looked to one rank run (rank 1: the most suspicious)."""
+
+    __tablename__ = "rank_scores"
+    __table_args__ = (UniqueConstraint("run_id", "pair_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("rank_runs.id", ondelete="CASCADE"))
+    pair_id: Mapped[int] = mapped_column(ForeignKey("pairs.id", ondelete="CASCADE"), index=True)
+    current_label: Mapped[str | None] = mapped_column(String(32))  # the label the run judged (a SceneClass value)
+    label_origin: Mapped[LabelSource | None] = mapped_column(EnumText(LabelSource, 16))  # None: no label at all
+    suggested_label: Mapped[str] = mapped_column(String(32))  # the model's most probable class
+    suggested_p: Mapped[float] = mapped_column(Float)  # its out-of-fold probability
+    suspicion: Mapped[float] = mapped_column(Float)  # in [0, 1]: how likely the current label is wrong
+    fold: Mapped[int] = mapped_column(Integer)  # the cross-validation fold that scored the pair
+    rank: Mapped[int] = mapped_column(Integer)  # 1 = most suspicious; ties broken by pair id
+
+    run: Mapped[RankRun] = relationship(back_populates="scores")

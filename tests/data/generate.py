@@ -6,6 +6,8 @@ The same seed always gives the same samples and pixels.
     make_audio(path, duration_s, sample_rate, channels, seed, freq=440.0)   # format from the suffix
     make_image(path, size=(w, h), seed=0, colour=None)                      # format from the suffix
     make_empty / make_truncated / make_text / make_png_named               # bad files
+    make_wav_claiming_rate(path, claimed_rate)                              # a WAV whose header lies
+    make_image_in_mode(path, mode, size)                                    # 16-bit, CMYK, P, LA, 1-bit, …
     write_csv_manifest / write_jsonl_manifest / write_freesound_json        # the three manifest formats
     build_corpus(root, seed)                                                # every case, with its expectation
 """
@@ -104,6 +106,70 @@ def make_png_named(path: Path) -> Path:
     with path.open("wb") as fh:
         Image.new("RGB", (16, 16), (200, 10, 10)).save(fh, format="PNG")
     return path
+
+
+def make_wav_claiming_rate(path: Path, claimed_rate: int, duration_s: float = 8.1, real_rate: int = 8000) -> Path:
+    """A real PCM WAV whose header then claims `claimed_rate` Hz (its sample rate and byte rate fields patched).
+
+    With ``claimed_rate=1`` the 64,800 samples of 8.1 s at 8 kHz claim to last 18 hours.
+    """
+    path = make_audio(path, duration_s, real_rate, 1, seed=7)
+    header = bytearray(path.read_bytes())
+    assert header[:4] == b"RIFF" and header[12:16] == b"fmt ", "a plain PCM WAV has its fmt chunk first"
+    block_align = int.from_bytes(header[32:34], "little")
+    header[24:28] = claimed_rate.to_bytes(4, "little")
+    header[28:32] = (claimed_rate * block_align).to_bytes(4, "little")
+    path.write_bytes(bytes(header))
+    return path
+
+
+def make_image_in_mode(path: Path, mode: str, size: tuple[int, int] = (64, 64)) -> Path:
+    """An image stored in Pillow `mode`, left half one colour and right half another (see :data:`MODE_COLOURS`).
+
+    PNG for ``I;16``, ``P`` (with a transparent palette entry: the right half), ``LA``, ``RGBA`` and ``1``;
+    TIFF for ``CMYK``. :data:`MODE_COLOURS` gives the RGB each half must become.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    width, height = size
+    left, right = MODE_PIXELS[mode]
+    if mode == "I;16":
+        pixels = np.full((height, width), left, dtype=np.uint16)
+        pixels[:, width // 2 :] = right
+        image = Image.fromarray(pixels)  # uint16 → mode I;16
+    elif mode == "P":
+        image = Image.new("P", size, 0)
+        image.putpalette([200, 40, 10, 0, 255, 0] + [0] * (256 * 3 - 6))
+        image.paste(1, (width // 2, 0, width, height))
+        image.info["transparency"] = 1
+    else:
+        image = Image.new(mode, size, left)
+        image.paste(right, (width // 2, 0, width, height))
+    if mode == "CMYK":
+        image.save(path, format="TIFF")
+    else:
+        image.save(path, format="PNG", **({"transparency": 1} if mode == "P" else {}))
+    return path
+
+
+#: The raw pixel values of the two halves of :func:`make_image_in_mode`, per mode.
+MODE_PIXELS: dict[str, tuple[object, object]] = {
+    "I;16": (0x8080, 0xFFFF),  # 16-bit grey: mid grey and white
+    "CMYK": ((255, 0, 0, 0), (0, 255, 0, 128)),  # cyan; magenta at half black
+    "P": (0, 1),  # palette index 0 (a red-brown), index 1 (transparent green)
+    "LA": ((100, 255), (100, 0)),  # opaque grey; fully transparent grey
+    "RGBA": ((10, 20, 200, 255), (10, 20, 200, 0)),  # opaque blue; fully transparent blue
+    "1": (0, 1),  # black; white
+}
+#: The RGB colours the two halves must become: transparent pixels are white.
+MODE_COLOURS: dict[str, tuple[tuple[int, int, int], tuple[int, int, int]]] = {
+    "I;16": ((128, 128, 128), (255, 255, 255)),
+    "CMYK": ((0, 255, 255), (127, 0, 127)),
+    "P": ((200, 40, 10), (255, 255, 255)),
+    "LA": ((100, 100, 100), (255, 255, 255)),
+    "RGBA": ((10, 20, 200), (255, 255, 255)),
+    "1": ((0, 0, 0), (255, 255, 255)),
+}
 
 
 def make_image(

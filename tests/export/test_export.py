@@ -176,6 +176,9 @@ def test_refuses_existing_out_and_force_replaces_only_exports(engine, location, 
     assert "already exists" in refused.stderr and "--force" in refused.stderr
     assert tree_bytes(out) == before
     (out / "stray.txt").write_text("old")
+    refused = cli("export", str(out), *args, "--force", expect=1)
+    assert "stray.txt" in refused.stderr and (out / "stray.txt").read_text() == "old"  # not ours: never removed
+    (out / "stray.txt").unlink()
     cli("export", str(out), *args, "--force")
     assert tree_bytes(out) == before  # replaced by a complete new export
     elsewhere = tmp_path / "notes"
@@ -267,7 +270,7 @@ def test_short_and_exact_ten_second_recordings_get_distinct_offset_clips(engine,
 
 def test_offset_clips_fall_back_to_the_stored_clip_when_the_original_is_gone(engine, location, cli, tmp_path, tiles):
     plant_pairs(engine, location, labelled(SceneClass.ORCHARD, 1), tiles=tiles)
-    originals = location.sqlite_path.parent / "recordings"
+    originals = location.media_dir.parent / "recordings"
     moved = tmp_path / "moved"
     moved.mkdir()
     originals.rename(moved / "recordings")

@@ -27,7 +27,7 @@ def test_kill_mid_export_leaves_no_partial_out(engine, location, cli, tmp_path):
         "-m",
         "annotator",
         "--db",
-        str(location.sqlite_path),
+        location.url,
         "--media-dir",
         str(location.media_dir),
         "export",

@@ -78,11 +78,12 @@ def plant_pairs(
 ) -> list[int]:
     """Plant recordings + original pairs (+ OSM evidence) with real media; returns the pair ids in order.
 
-    Originals are written under ``recordings/`` beside the database (where export finds them), clips and images
-    under the media directory as import and imagery would.
+    Originals are written under ``recordings/`` beside the media directory (the store's folder, where the import
+    manifest is recorded, so export finds them on either backend), clips and images under the media directory as
+    import and imagery would.
     """
-    assert location.sqlite_path is not None
-    originals = location.sqlite_path.parent / "recordings"
+    root = location.media_dir.parent
+    originals = root / "recordings"
     rng_positions = np.random.default_rng(1)
     ids = []
     with session_scope(engine) as session:
@@ -107,7 +108,7 @@ def plant_pairs(
                 license="CC-BY 4.0",
                 author=f"author {n}",
                 status=RecordingStatus.ACCEPTED,
-                manifest="manifest.csv",
+                manifest=str(root / "manifest.csv"),
             )
             samples, rate = read_mono(original)
             looped = loop_to_min_duration(samples, rate, 10.0)

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -38,6 +39,7 @@ def test_rerun_after_a_partial_import_adds_only_the_rest(cli, engine, tmp_path):
         assert session.scalar(select(func.count()).select_from(Pair)) == 10
 
 
+@pytest.mark.sqlite_only  # watches the SQLite file with raw sqlite3 while the import runs
 def test_killed_import_resumes_to_the_same_store_as_an_uninterrupted_one(cli, engine, location, tmp_path):
     rows = _rows(tmp_path / "audio", 150)
     manifest = write_csv_manifest(tmp_path / "audio" / "m.csv", rows)

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from annotator.config import StoreLocation, resolve_store
+from annotator.config import StoreLocation
 from annotator.labelstudio import server as ls_server
 from annotator.labelstudio.client import Connection, connect
 
@@ -44,11 +44,10 @@ def ls_files_root(ls: ls_server.RunningServer) -> Path:
 
 
 @pytest.fixture
-def ls_location(ls_files_root: Path) -> StoreLocation:
-    """A fresh store whose media dir lies under the server's files root (server test modules use it as
-    `location`, so the suite's `engine` and `cli` fixtures build on it)."""
-    folder = ls_files_root / uuid.uuid4().hex[:12]
-    return resolve_store(str(folder / "annotator.db"), folder / "media")
+def ls_location(ls_files_root: Path, make_location: Callable[[Path], StoreLocation]) -> StoreLocation:
+    """A fresh store (SQLite or PostgreSQL, as the test is parametrized) whose media dir lies under the server's
+    files root (server test modules use it as `location`, so the suite's `engine` and `cli` fixtures build on it)."""
+    return make_location(ls_files_root / uuid.uuid4().hex[:12])
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import Engine, func, inspect, select, text
 
 from annotator.labelstudio import config as lsconfig
 from annotator.labelstudio.client import Connection, iter_task_pages
@@ -57,7 +57,7 @@ def ls_project_id(engine: Engine, purpose: ProjectPurpose = ProjectPurpose.REVIE
 def store_snapshot(engine: Engine) -> dict[str, Any]:
     """Row counts and full content of every table: equal snapshots mean an untouched store."""
     with engine.connect() as connection:
-        tables = [r[0] for r in connection.execute(text("SELECT name FROM sqlite_master WHERE type='table'"))]
+        tables = inspect(connection).get_table_names()
         return {
             table: (
                 connection.execute(select(func.count()).select_from(text(f'"{table}"'))).scalar(),
@@ -67,8 +67,21 @@ def store_snapshot(engine: Engine) -> dict[str, Any]:
         }
 
 
+_TOKENS: dict[tuple[str, str], str] = {}
+
+
 def personal_access_token(url: str, email: str, password: str) -> str:
-    """Log in through the web form (CSRF) and create the user's personal access token (a JWT refresh token)."""
+    """The user's personal access token (a JWT refresh token), created once per server through the web form.
+
+    Label Studio gives a user one such token (a second request answers 409), so it is kept for the next test
+    that asks on the same server (the store-backend variants of one test share the server).
+    """
+    if (url, email) not in _TOKENS:
+        _TOKENS[(url, email)] = _create_personal_access_token(url, email, password)
+    return _TOKENS[(url, email)]
+
+
+def _create_personal_access_token(url: str, email: str, password: str) -> str:
     import httpx
 
     with httpx.Client(base_url=url, follow_redirects=True, timeout=60) as web:

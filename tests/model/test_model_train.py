@@ -141,6 +141,7 @@ def test_cli_records_a_training_run_when_the_store_exists(
     assert len(runs) == 1 and runs[0].params["modality"] == "audio"
     assert runs[0].checkpoint_path.endswith("checkpoint.pt") and "accuracy" in runs[0].metrics["test"]
     assert runs[0].dataset_manifest_sha256 is not None
+    assert runs[0].metrics["test_window"]["epochs"] == [1] and runs[0].metrics["data_path"]
 
 
 def test_cli_errors_are_one_sentence(cli: Cli, tmp_path: Path) -> None:
@@ -148,3 +149,38 @@ def test_cli_errors_are_one_sentence(cli: Cli, tmp_path: Path) -> None:
     assert out.stderr.startswith("Error: no dataset at") and "Traceback" not in out.output
     out = cli("evaluate", str(tmp_path / "missing.pt"), str(tmp_path), expect=1)
     assert "checkpoint" in out.stderr and "does not exist" in out.stderr
+
+
+def test_cli_paper_preset_builds_the_authors_head_and_evaluate_reproduces_it(
+    cli: Cli, planted_export: Path, feature_cache_dir: Path, tmp_path: Path
+) -> None:
+    """The done-when run, shrunk for two shared CPU cores (--limit 4, 32 px; by hand: --limit 24 --image-size 64)."""
+    run = tmp_path / "paper"
+    args = ["--preset", "paper", "--epochs", "1", "--limit", "4", "--image-size", "32", "--device", "cpu"]
+    out = cli("train", str(planted_export), "--out", str(run), *args, "--cache-dir", str(feature_cache_dir))
+    assert "mean ± std" in out.stdout and "data path: resident on cpu" in out.stderr
+    ckpt = load_checkpoint(run / "checkpoint.pt")
+    assert ckpt.model_state["head.weight"].shape == (13, 4096)
+    assert ckpt.config.preset == "paper" and ckpt.config.audio_arch == "resnet50"
+    assert ckpt.config.lr_milestones == (30, 60, 90) and ckpt.config.augment and ckpt.config.image_size == 32
+    evaluated = cli("evaluate", str(run / "checkpoint.pt"), str(planted_export), "--json", "--device", "cpu")
+    payload = json.loads(evaluated.stdout)
+    saved = json.loads((run / "metrics.json").read_text())["test"]
+    assert {k: v for k, v in payload.items() if k in saved} == saved
+
+
+def test_cli_flags_override_the_preset_and_resume_continues_a_run(
+    cli: Cli, planted_export: Path, feature_cache_dir: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    common = ["--device", "cpu", "--image-size", "32", "--audio-width", "4", "--cache-dir", str(feature_cache_dir)]
+    cli("train", str(planted_export), "--out", str(run), "--epochs", "1", "--limit", "8", "--lr-milestones", "1",
+        "--no-augment", "--resident", "off", *common)  # fmt: skip
+    config = load_checkpoint(run / "last.pt").config
+    assert config.preset == "small" and config.lr_milestones == (1,) and config.resident == "off"
+    out = cli("train", str(planted_export), "--resume", str(run), "--epochs", "2", *common)
+    assert "resuming" in out.stderr and "epoch 2/2" in out.stderr and "epoch 1/2" not in out.stderr
+    assert "data path: loader" in out.stderr
+    assert [h["lr"] for h in load_checkpoint(run / "last.pt").history] == [1e-4, 1e-5]
+    refused = cli("train", str(planted_export), "--resume", str(run), "--lr", "0.1", *common, expect=1)
+    assert "cannot change lr" in refused.stderr

@@ -7,12 +7,20 @@ with tag filters in a bbox, ``is_in(lat,lon)`` and ``wr(pivot.…)`` with tag fi
 way Overpass does (a way is in a bbox when one of its segments is; areas exist for closed ways and named
 multipolygons), so it answers like a real server loaded with the same data would. Scripted failures
 (``"429"``, ``"504"``, ``"remark"``, ``"stall"``) are consumed one per request before normal answers resume.
+
+The fault suite (tests/faults/test_overpass_faults.py) scripts misbehaviour the same way (see ``MISBEHAVIOUR``):
+answers that are not what Overpass promises (invalid JSON, a JSON array, elements of the wrong types, an HTML page
+where JSON was due), connections reset before or during the body (an RST, SO_LINGER 0), a body dripped one byte
+every ``drip_interval_s``, ``429`` with a ``Retry-After`` header (``"429 retry-after=120"``), a JSON answer with a
+``charset`` parameter, and a canned ``big_body`` answer.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import socket
+import struct
 import threading
 import time
 import urllib.parse
@@ -30,6 +38,36 @@ _BBOX_STATEMENT = re.compile(r"nwr((?:\[[^\]]*\])+)\(([-\d.]+),([-\d.]+),([-\d.]
 _IS_IN = re.compile(r"is_in\(([-\d.]+),([-\d.]+)\);")
 _PIVOT_STATEMENT = re.compile(r"wr\(pivot\.\w+\)((?:\[[^\]]*\])+);")
 OSM_BASE = "2019-04-15T00:00:00Z"
+#: An Overpass-like HTML error page long enough that printing it whole would flood a terminal.
+HTML_PAGE = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n<!DOCTYPE html>\n<html><head><title>OSM3S Response</title>'
+    b"<style>body { font-family: sans-serif; }</style></head><body>\n"
+    b"<p>The data included in this document is from www.openstreetmap.org.</p>\n"
+    b'<p><strong style="color:#FF0000">Error</strong>: line 1: parse error: Unknown type "nwx"</p>\n'
+    + b"<p>"
+    + b"padding " * 2000
+    + b"</p></body></html>\n"
+)
+#: The bodies of the scripted 200 answers whose content is wrong (everything else about them is right).
+BAD_BODIES = {
+    "invalid-json": b'{"version": 0.6, "elements": [{"type": "node", "id": 1,',
+    "json-array": b"[1, 2, 3]",
+    "elements-string": b'{"version": 0.6, "elements": "x"}',
+    "element-without-id": b'{"version": 0.6, "elements": [{"type": "node", "lat": 60.5, "lon": 26.9}]}',
+    "lat-string": b'{"version": 0.6, "elements": [{"type": "node", "id": 1, "lat": "sixty", "lon": 26.9}]}',
+}
+MISBEHAVIOUR = (
+    *BAD_BODIES,
+    "html-200",
+    "html-as-json",
+    "html-400",
+    "reset-before-body",
+    "reset-during-body",
+    "drip",
+    "charset",
+    "big",
+    "429 retry-after=SECONDS-OR-HTTP-DATE",
+)
 
 
 def tag_filter_matches(filters: str, tags: dict[str, str]) -> bool:
@@ -118,6 +156,8 @@ class FakeOverpass:
     data: OverpassData
     latency_s: float = 0.0
     stall_s: float = 30.0
+    drip_interval_s: float = 0.5
+    big_body: bytes = b""
     script: deque[str] = field(default_factory=deque)
     requests: list[dict[str, str]] = field(default_factory=list)
     _server: ThreadingHTTPServer | None = None
@@ -138,12 +178,77 @@ class FakeOverpass:
             def log_message(self, *args: Any) -> None:  # keep test output clean
                 pass
 
-            def _send(self, status: int, body: bytes, content_type: str) -> None:
+            def _send(self, status: int, body: bytes, content_type: str, **headers: str) -> None:
                 self.send_response(status)
                 self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(body)))
+                for name, value in headers.items():
+                    self.send_header(name.replace("_", "-"), value)
                 self.end_headers()
                 self.wfile.write(body)
+
+            def _reset(self) -> None:
+                # SO_LINGER 0: close() sends an RST, as a dropped connection or a crashing proxy does
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                self.connection.close()
+                self.close_connection = True
+
+            def _document(self, query: str, mode: str) -> bytes:
+                document: dict[str, Any] = {
+                    "version": 0.6,
+                    "generator": "Overpass API 0.7.62 (loopback test server)",
+                    "osm3s": {"timestamp_osm_base": OSM_BASE, "copyright": "OpenStreetMap contributors, ODbL"},
+                    "elements": [] if mode == "remark" else fake.data.evaluate(query),
+                }
+                if mode == "remark":
+                    document["remark"] = 'runtime error: Query timed out in "query" at line 3 after 25 seconds.'
+                return json.dumps(document).encode("utf-8")
+
+            def _misbehave(self, query: str, mode: str) -> bool:
+                """Answer a scripted misbehaviour; False when `mode` is not one."""
+                if mode in BAD_BODIES:
+                    self._send(200, BAD_BODIES[mode], "application/json")
+                elif mode == "html-200":
+                    self._send(200, HTML_PAGE, "text/html; charset=utf-8")
+                elif mode == "html-as-json":  # a proxy's error page labelled as JSON
+                    self._send(200, HTML_PAGE, "application/json")
+                elif mode == "html-400":
+                    self._send(400, HTML_PAGE, "text/html; charset=utf-8")
+                elif mode == "reset-before-body":
+                    self._reset()
+                elif mode == "reset-during-body":
+                    body = self._document(query, "ok")
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body[: len(body) // 2])
+                    time.sleep(0.05)  # let the client start reading the body before the reset
+                    self._reset()
+                elif mode == "drip":
+                    body = self._document(query, "ok")
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    for i in range(len(body)):
+                        if fake._release.is_set():
+                            return True
+                        try:
+                            self.wfile.write(body[i : i + 1])
+                        except OSError:  # the client gave up: what it should do
+                            return True
+                        time.sleep(fake.drip_interval_s)
+                elif mode == "charset":
+                    self._send(200, self._document(query, "ok"), "application/json; charset=utf-8")
+                elif mode == "big":
+                    self._send(200, fake.big_body, "application/json")
+                elif mode.startswith("429 retry-after="):
+                    page = b"<html><body><p>Too Many Requests</p></body></html>"
+                    self._send(429, page, "text/html", Retry_After=mode.removeprefix("429 retry-after="))
+                else:
+                    return False
+                return True
 
             def do_POST(self) -> None:
                 if self.path != "/api/interpreter":
@@ -155,6 +260,8 @@ class FakeOverpass:
                 if fake.latency_s:
                     time.sleep(fake.latency_s)
                 mode = fake.script.popleft() if fake.script else "ok"
+                if self._misbehave(query, mode):
+                    return
                 if mode == "429":
                     self._send(429, b"<html><body><p>Too Many Requests</p></body></html>", "text/html")
                 elif mode == "504":
@@ -163,17 +270,13 @@ class FakeOverpass:
                     fake._release.wait(fake.stall_s)
                     self._send(504, b"late", "text/html")
                 else:
-                    document: dict[str, Any] = {
-                        "version": 0.6,
-                        "generator": "Overpass API 0.7.62 (loopback test server)",
-                        "osm3s": {"timestamp_osm_base": OSM_BASE, "copyright": "OpenStreetMap contributors, ODbL"},
-                        "elements": [] if mode == "remark" else fake.data.evaluate(query),
-                    }
-                    if mode == "remark":
-                        document["remark"] = 'runtime error: Query timed out in "query" at line 3 after 25 seconds.'
-                    self._send(200, json.dumps(document).encode("utf-8"), "application/json")
+                    self._send(200, self._document(query, mode), "application/json")
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class QuietServer(ThreadingHTTPServer):
+            def handle_error(self, request: Any, client_address: Any) -> None:  # resets and drips end in OSError
+                pass
+
+        self._server = QuietServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self

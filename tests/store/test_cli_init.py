@@ -10,6 +10,7 @@ import pytest
 from annotator.cli import app
 
 
+@pytest.mark.sqlite_only
 def test_init_creates_then_reports_up_to_date(cli, location):
     first = cli("init")
     assert "Created store" in first.stdout

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect, text
+from sqlalchemy import inspect, select, text
 
 from annotator.errors import StoreError, StoreNotInitialised
 from annotator.store import Base, Pair, Recording, session_scope, upgrade_to_head
 from annotator.store.engine import current_revision, head_revision, make_engine, require_current_schema
+from annotator.store.models import RankRun, RankScore
+
+#: A real store at revision 0005, written by annotator 0.1.0 (see data/make_store_v0_1_0.sh).
+STORE_0005 = Path(__file__).parent / "data" / "store-v0.1.0.sql"
 
 
 def test_blank_database_upgrades_to_the_expected_schema(tmp_path):
@@ -32,6 +38,8 @@ def test_blank_database_upgrades_to_the_expected_schema(tmp_path):
         "reviews",
         "exports",
         "training_runs",
+        "rank_runs",
+        "rank_scores",
     }
     pair_columns = {c["name"] for c in inspector.get_columns("pairs")}
     assert {"recording_id", "clip_path", "clip_start_s", "image_path", "footprint_west", "final_label"} <= pair_columns
@@ -94,6 +102,33 @@ def test_upgrade_from_first_revision_keeps_rows(tmp_path):
         assert pair.footprint is None and pair.final_label is None
 
 
+def _rows_of(path: Path) -> dict[str, list[tuple[object, ...]]]:
+    with sqlite3.connect(path) as con:
+        tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table' ORDER BY name")]
+        return {t: sorted(con.execute(f'SELECT * FROM "{t}"').fetchall(), key=repr) for t in tables}
+
+
+@pytest.mark.sqlite_only
+def test_upgrade_from_0005_keeps_every_row_and_adds_empty_rank_tables(tmp_path):
+    path = tmp_path / "v0005.db"
+    with sqlite3.connect(path) as con:
+        con.executescript(STORE_0005.read_text(encoding="utf-8"))
+    before = _rows_of(path)
+    engine = make_engine(f"sqlite:///{path}")
+    assert current_revision(engine) == "0005"
+    upgrade_to_head(engine)
+    head = head_revision(engine)
+    assert current_revision(engine) == head
+    with session_scope(engine) as session:  # the new models read the upgraded store
+        assert session.scalars(select(RankRun)).all() == [] and session.scalars(select(RankScore)).all() == []
+    engine.dispose()
+    after = _rows_of(path)
+    assert after.pop("rank_runs") == [] and after.pop("rank_scores") == []
+    assert after.pop("alembic_version") == [(head,)] and before.pop("alembic_version") == [("0005",)]
+    assert after == before and len(after["pairs"]) == 280
+
+
+@pytest.mark.sqlite_only
 def test_sqlite_connections_have_foreign_keys_wal_and_busy_timeout(engine):
     with engine.connect() as conn:
         assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1

@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
+import pytest
+from sqlalchemy import select
+
 from annotator.status import collect_status
 from annotator.store import (
     ImportReject,
@@ -16,9 +19,11 @@ from annotator.store import (
     Review,
     session_scope,
 )
+from annotator.store.models import RankRun, RankScore
 from annotator.vocabulary import (
     FinalReason,
     ImageStatus,
+    LabelSource,
     RecordingSource,
     RecordingStatus,
     RejectReason,
@@ -154,4 +159,78 @@ def test_status_json_and_tables_through_the_cli(cli, engine):
 
 def test_status_of_an_empty_store(cli, engine):
     payload = json.loads(cli("status", "--json").stdout)
-    assert payload["pairs"]["total"] == 0 and payload["last_export"] is None
+    assert payload["pairs"]["total"] == 0 and payload["last_export"] is None and payload["rank"] is None
+
+
+def _rank_run(session, pairs: list[Pair], scored: list[tuple[float, LabelSource | None]]) -> RankRun:
+    """A stored rank run scoring `pairs` with the given (suspicion, label origin), as `annotator rank` leaves it."""
+    run = RankRun(params={"seed": 0}, counts={"scored": len(scored)}, model={})
+    session.add(run)
+    session.flush()
+    for rank, (pair, (suspicion, origin)) in enumerate(zip(pairs, scored, strict=True), start=1):
+        evidence = session.scalar(select(OsmEvidence.label).where(OsmEvidence.pair_id == pair.id))
+        session.add(
+            RankScore(
+                run_id=run.id,
+                pair_id=pair.id,
+                current_label=evidence if origin == LabelSource.OSM else pair.final_label,
+                label_origin=origin,
+                suggested_label=SceneClass.LAKE.value,
+                suggested_p=0.7,
+                suspicion=suspicion,
+                fold=rank % 2,
+                rank=rank,
+            )
+        )
+    return run
+
+
+def test_rank_figures_measure_the_latest_run_on_the_verdicts_since(engine, cli):
+    """Flagged (suspicion ≥ 0.5) vs unflagged OSM labels, each with reviewed, corrected, unusable and the share."""
+    with session_scope(engine) as session:
+        rec = [_recording(session, n) for n in range(1, 11)]
+        osm, single = SceneClass.FARMLAND, FinalReason.SINGLE_REVIEW
+        pairs = [
+            _pair(session, rec[0], osm, SceneClass.FOREST, single),  # flagged, corrected
+            _pair(session, rec[1], osm, SceneClass.LAKE, FinalReason.MAJORITY),  # flagged, corrected
+            _pair(session, rec[2], osm, osm, single),  # flagged, accepted
+            _pair(session, rec[3], osm, Verdict.UNUSABLE, single),  # flagged, unusable
+            _pair(session, rec[4], osm, None, None),  # flagged, not reviewed
+            _pair(session, rec[5], osm, SceneClass.BEACH, FinalReason.CONFLICT),  # flagged, conflict: not decided
+            _pair(session, rec[6], osm, osm, single),  # unflagged, accepted
+            _pair(session, rec[7], osm, SceneClass.FOREST, single),  # unflagged, corrected
+            _pair(session, rec[8], osm, SceneClass.FOREST, single),  # flagged but judged on a human label
+            _pair(session, rec[9], None, None, None),  # flagged, no label at all
+        ]
+        origins = [LabelSource.OSM] * 8 + [LabelSource.HUMAN, None]
+        suspicion = [0.9, 0.8, 0.7, 0.6, 0.55, 0.5, 0.3, 0.1, 0.95, 0.6]
+        _rank_run(session, pairs[:2], [(0.1, LabelSource.OSM)] * 2)  # an older run: not the one measured
+        latest = _rank_run(session, pairs, list(zip(suspicion, origins, strict=True)))
+    with session_scope(engine) as session:
+        feedback = collect_status(session).rank
+    assert feedback is not None and feedback.run_id == latest.id
+    assert (feedback.scored, feedback.flagged) == (10, 8)
+    flagged, unflagged = feedback.flagged_osm, feedback.unflagged_osm
+    assert (flagged.pairs, flagged.reviewed, flagged.corrected, flagged.unusable) == (6, 4, 2, 1)
+    assert flagged.share_corrected == pytest.approx(2 / 3)
+    assert (unflagged.pairs, unflagged.reviewed, unflagged.corrected, unflagged.unusable) == (2, 2, 1, 0)
+    assert unflagged.share_corrected == pytest.approx(0.5)
+    payload = json.loads(cli("status", "--json").stdout)["rank"]
+    assert payload["flagged"] == 8 and payload["flagged_reviewed"] == 4 and payload["threshold"] == 0.5
+    assert payload["flagged_osm"]["share_corrected"] == pytest.approx(2 / 3)
+    assert payload["unflagged_osm"] == {
+        "pairs": 2,
+        "reviewed": 2,
+        "corrected": 1,
+        "unusable": 0,
+        "share_corrected": 0.5,
+    }
+    table = cli("status").stdout
+    assert f"Rank run #{latest.id}" in table and "67%" in table and "50%" in table
+
+
+def test_status_without_a_rank_run_shows_none(cli, engine):
+    with session_scope(engine) as session:
+        _build(session)
+    assert json.loads(cli("status", "--json").stdout)["rank"] is None
+    assert "Rank run" not in cli("status").stdout
