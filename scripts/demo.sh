@@ -28,7 +28,19 @@ say "3. Import the recordings; images are cut from the local tile pyramid"
 say "4. Pre-label every pair from the OSM extract"
 "${A[@]}" prelabel --osm-file "$RUN/corpus/demo.osm"
 
-say "5. Start Label Studio on 127.0.0.1 and push the pairs for review"
+say "5. Rank the pairs by how likely their OSM label is stale (out-of-fold predictions of the classifier)"
+"${A[@]}" rank --folds 3 --seed 7 --csv "$RUN/rank.csv"
+# `rank` printed the head of the queue; where did the demo's stale cell (annotator/demo/world.py) land in it?
+.venv/bin/python - "$RUN/rank.csv" <<'PY' >&2
+import csv, sys
+from annotator.demo.world import STALE_OSM
+rows = list(csv.DictReader(open(sys.argv[1], newline="")))
+for (row, col), claimed in STALE_OSM.items():
+    at = [int(r["rank"]) for r in rows if f"-r{row}c{col}-" in r["recording_id"]]
+    print(f"Stale cell r{row}c{col} (OSM still says {claimed}): its pairs are at queue positions {at} of {len(rows)}.")
+PY
+
+say "6. Start Label Studio on 127.0.0.1 and push the pairs for review (most suspicious first)"
 .venv/bin/python -m annotator.labelstudio.server start --data-dir "$RUN/label-studio" \
         --media-dir "$RUN/media" --env-file "$RUN/label-studio.env"
 # The env file (mode 600) holds LABEL_STUDIO_URL / LABEL_STUDIO_API_KEY and the demo login; never echoed.
@@ -36,15 +48,15 @@ set -a; source "$RUN/label-studio.env"; set +a
 "${A[@]}" ls push --project "annotator demo"
 "${A[@]}" ls pull
 
-say "6. Status"
+say "7. Status"
 "${A[@]}" status
 
-say "7. Export the balanced dataset (unattended: OSM labels stand in for reviews, marked so in metadata.csv)"
+say "8. Export the balanced dataset (unattended: OSM labels stand in for reviews, marked so in metadata.csv)"
 "${A[@]}" export "$RUN/dataset" --include-unreviewed --min-per-class 3 --augment-below 6 --seed 7 \
     --audio-root "$RUN/corpus/recordings"
 "${A[@]}" verify "$RUN/dataset"
 
-say "8. Train the fusion classifier for two epochs on CPU and evaluate it"
+say "9. Train the fusion classifier for two epochs on CPU and evaluate it"
 "${A[@]}" train "$RUN/dataset" --out "$RUN/train" --epochs 2 --batch-size 16 --device cpu --seed 7
 "${A[@]}" evaluate "$RUN/train/checkpoint.pt" "$RUN/dataset" --split test
 
