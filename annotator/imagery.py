@@ -1,9 +1,9 @@
-"""Fill pairs' aerial images from an imagery SOURCE (issue 3): a long batch job that commits as it goes.
+"""Fill pairs' aerial images from an imagery SOURCE (issues 3, 15): a long batch job that commits as it goes.
 
 ``fill_missing_images`` is what ``annotator import --imagery SOURCE`` and ``annotator imagery fill`` call. A pair
-that cannot get an image (beyond Web-Mercator, tiles missing, a tile server that keeps failing) is marked
-``failed`` with the reason the error carries and the run goes on; a SOURCE that is unusable as a whole stops the
-run after committing what was done.
+that cannot get an image (beyond Web-Mercator, tiles missing, outside a GeoTIFF, a WMS service exception, a server
+that keeps failing) is marked ``failed`` with the reason the error carries and the run goes on; a SOURCE that is
+unusable as a whole stops the run after committing what was done.
 """
 
 from __future__ import annotations
@@ -66,7 +66,8 @@ def store_crop(pair: Pair, crop: Crop, location: StoreLocation, source_spec: str
     """Save ``crop`` as the pair's image (atomic JPEG) and record its provenance and footprint on ``pair``.
 
     The caller commits. ``image_resolution_m`` is the image's metres per pixel; the source's native resolution
-    follows from ``image_zoom`` (``geo.metres_per_pixel(lat, zoom)``).
+    follows from ``image_zoom`` (``geo.metres_per_pixel(lat, zoom)``; for a GeoTIFF or WMS, the zoom nearest its
+    resolution). ``image_acquired`` is the imagery's acquisition date where the source states it, else None.
     """
     relpath = image_relpath(pair.id)
     save_jpeg(crop.image, location.media_dir / relpath)
@@ -76,6 +77,7 @@ def store_crop(pair: Pair, crop: Crop, location: StoreLocation, source_spec: str
     pair.image_source = source_spec
     pair.image_zoom = crop.zoom
     pair.image_resolution_m = crop.resolution_m
+    pair.image_acquired = crop.acquired
     pair.footprint_west, pair.footprint_south, pair.footprint_east, pair.footprint_north = crop.footprint
 
 

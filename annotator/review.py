@@ -7,6 +7,9 @@ Rules, per pair:
   annotator per project (their most recently updated annotation). Skips are abstentions.
 * One vote decides (``single_review``); several → the most frequent verdict (``majority``, unanimity included);
   a tie at the top → no final label and ``conflict``. ``unusable`` is a verdict like any class.
+* Verdicts on *control items* (``LabelStudioTask.kind == TaskKind.CONTROL``: a settled pair served again to
+  measure the annotators, ``ls push --control-fraction``) are stored like any review but never vote: they neither
+  change a final label nor make a conflict. :mod:`annotator.reviewers` compares them with the settled label.
 
 Adjudication (design): a pair in conflict is pushed by the next ``annotator ls push`` into a second Label Studio
 project, ``"<title> – adjudication"`` (purpose ``ProjectPurpose.ADJUDICATION``), whose task shows the OSM evidence
@@ -24,8 +27,8 @@ from collections.abc import Iterable
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from annotator.store.models import Pair, Review, utcnow
-from annotator.vocabulary import FinalReason, Verdict
+from annotator.store.models import LabelStudioTask, Pair, Review, utcnow
+from annotator.vocabulary import FinalReason, TaskKind, Verdict
 
 #: Reasons this module owns; a pair with another reason (``osm_only``) and no reviews keeps it.
 _REVIEW_REASONS = frozenset({FinalReason.SINGLE_REVIEW, FinalReason.MAJORITY, FinalReason.CONFLICT})
@@ -50,20 +53,51 @@ def resolve_final_label(verdicts: list[str]) -> tuple[str | None, FinalReason | 
     return counts[0][0], FinalReason.MAJORITY
 
 
-def current_votes(session: Session, pair_ids: Iterable[int]) -> dict[int, list[Review]]:
-    """The review rows that count now, per pair: see the module docstring (skips included, as abstentions)."""
+def control_tasks(session: Session, pair_ids: Iterable[int] | None = None) -> set[tuple[int, int]]:
+    """(store project id, Label Studio task id) of every control task (of `pair_ids` only, when given)."""
+    statement = select(LabelStudioTask.project_id, LabelStudioTask.ls_task_id).where(
+        LabelStudioTask.kind == TaskKind.CONTROL
+    )
+    if pair_ids is None:
+        return {(int(p), int(t)) for p, t in session.execute(statement)}
     ids = sorted(set(pair_ids))
-    latest_per_annotation: dict[int, Review] = {}
+    keys: set[tuple[int, int]] = set()
     for start in range(0, len(ids), 500):
-        rows = session.scalars(
-            select(Review).where(Review.pair_id.in_(ids[start : start + 500]), Review.retracted_at.is_(None))
+        chunk = statement.where(LabelStudioTask.pair_id.in_(ids[start : start + 500]))
+        keys.update((int(p), int(t)) for p, t in session.execute(chunk))
+    return keys
+
+
+def is_control(review: Review, controls: set[tuple[int, int]]) -> bool:
+    """Whether `review` was made on a control task (see :func:`control_tasks`)."""
+    return review.project_id is not None and (review.project_id, review.ls_task_id) in controls
+
+
+def latest_versions(reviews: Iterable[Review]) -> list[Review]:
+    """The newest version of each Label Studio annotation among `reviews` (pass only non-retracted rows)."""
+    latest_per_annotation: dict[int, Review] = {}
+    for review in reviews:
+        held = latest_per_annotation.get(review.ls_annotation_id)
+        if held is None or _newer(review, held):
+            latest_per_annotation[review.ls_annotation_id] = review
+    return list(latest_per_annotation.values())
+
+
+def current_votes(session: Session, pair_ids: Iterable[int]) -> dict[int, list[Review]]:
+    """The review rows that count now, per pair: see the module docstring (skips included, as abstentions;
+    verdicts on control tasks left out)."""
+    ids = sorted(set(pair_ids))
+    controls = control_tasks(session, ids)
+    rows: list[Review] = []
+    for start in range(0, len(ids), 500):
+        rows.extend(
+            session.scalars(
+                select(Review).where(Review.pair_id.in_(ids[start : start + 500]), Review.retracted_at.is_(None))
+            )
         )
-        for review in rows:
-            held = latest_per_annotation.get(review.ls_annotation_id)
-            if held is None or _newer(review, held):
-                latest_per_annotation[review.ls_annotation_id] = review
+    latest = [review for review in latest_versions(rows) if not is_control(review, controls)]
     per_voter: dict[tuple[int, int | None, str], Review] = {}
-    for review in latest_per_annotation.values():
+    for review in latest:
         key = (review.pair_id, review.project_id, review.annotator)
         held = per_voter.get(key)
         if held is None or _newer(review, held):

@@ -2,7 +2,8 @@
 
 Everything here is read-only and derived from the store with a handful of GROUP BY queries, so `status` answers
 at once on a store of any size. With a rank run in the store, the latest run's flags are measured against the
-verdicts that came back since (:func:`annotator.rank.rank_feedback`).
+verdicts that came back since (:func:`annotator.rank.rank_feedback`). The reviewers' figures (per annotator,
+agreement, anchoring) come from :func:`annotator.reviewers.reviewer_figures`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from sqlalchemy import Select, and_, distinct, exists, func, select
 from sqlalchemy.orm import Session
 
 from annotator.rank.scores import RankFeedback, rank_feedback
+from annotator.reviewers import ReviewerFigures, reviewer_figures
 from annotator.store.models import (
     ExportRecord,
     ImportReject,
@@ -50,6 +52,7 @@ class StoreStatus:
     correction_counts: list[list[int]] = field(default_factory=list)
     last_export: dict[str, Any] | None = None
     rank: RankFeedback | None = None  # the latest rank run against the verdicts since; None: `rank` never ran
+    reviewers: ReviewerFigures = field(default_factory=ReviewerFigures)  # per annotator, agreement, anchoring
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -65,6 +68,7 @@ class StoreStatus:
             },
             "last_export": self.last_export,
             "rank": self.rank.to_json() if self.rank is not None else None,
+            "reviewers": self.reviewers.to_json(),
         }
 
 
@@ -95,6 +99,7 @@ def collect_status(session: Session) -> StoreStatus:
         per_class=_per_class(session),
         last_export=_last_export(session),
         rank=rank_feedback(session),
+        reviewers=reviewer_figures(session),
     )
     status.stages = _stage_counts(session, imported=status.pairs[PairOrigin.ORIGINAL.value])
     status.correction_rows, status.correction_columns, status.correction_counts = _correction_matrix(session)

@@ -30,23 +30,32 @@ def store_exists(location: StoreLocation) -> bool:
     return path is None or path.exists()
 
 
-def record_training_run(session: Session, dataset: Path, result: TrainResult, params: Mapping[str, Any]) -> TrainingRun:
+def record_training_run(
+    session: Session, dataset: Path | str, result: TrainResult, params: Mapping[str, Any]
+) -> TrainingRun:
     """Add the row describing one finished training run; the caller commits.
 
     Args:
         session: an open session of the store.
-        dataset: the dataset folder trained on; its manifest.json hash is recorded when it is an export.
+        dataset: the dataset folder trained on (its manifest.json hash is recorded when it is an export), or the
+            URL / brace pattern of the shards trained on (recorded as given, without a hash).
         result: what :func:`model.train.train` returned.
         params: the training configuration (``TrainConfig.to_dict()``).
 
     Returns:
         The new (flushed) :class:`~annotator.store.TrainingRun`.
     """
-    manifest = dataset / MANIFEST_FILE
+    local = Path(dataset)
+    if isinstance(dataset, str) and ("://" in dataset or not local.exists()):
+        dataset_path, manifest_sha256 = dataset, None  # a URL or a brace pattern: nothing local to hash
+    else:
+        manifest = local / MANIFEST_FILE
+        dataset_path = str(local.resolve())
+        manifest_sha256 = sha256_file(manifest) if manifest.is_file() else None
     test = {k: v for k, v in result.test_metrics.items() if k not in _UNRECORDED_METRICS}
     run = TrainingRun(
-        dataset_path=str(dataset.resolve()),
-        dataset_manifest_sha256=sha256_file(manifest) if manifest.is_file() else None,
+        dataset_path=dataset_path,
+        dataset_manifest_sha256=manifest_sha256,
         run_dir=str(result.run_dir.resolve()),
         params=dict(params),
         metrics={

@@ -199,3 +199,11 @@ class ProjectPurpose(StrEnum):
 
     REVIEW = "review"
     ADJUDICATION = "adjudication"
+
+
+class TaskKind(StrEnum):
+    """Why a Label Studio task exists (``ls_tasks.kind``): the pair's review, or a control item — a pair whose
+    label is already settled, served again to measure the annotators (its verdicts never change a final label)."""
+
+    REVIEW = "review"
+    CONTROL = "control"

@@ -1,6 +1,7 @@
 """Benchmark `annotator export` on ADVANCE's size: 5,075 pairs with the paper's class counts (SPEC §2).
 
-Usage: .venv/bin/python bench/bench_export.py [--scale 1.0] [--workers 2] [--pool 64] [--dir DIR]
+Usage: .venv/bin/python bench/bench_export.py [--scale 1.0] [--workers 2] [--pool 64] [--dir DIR] [--shard-size 1000]
+       [--shards-only]
 
 Setup (not timed): a store of 5,075 reviewed original pairs, class counts = ADVANCE_COUNTS, one recording each.
 Media are small but real: a pool of `--pool` distinct 10 s mono PCM16 clips at 44.1 kHz and 512×512 RGB JPEGs
@@ -17,6 +18,12 @@ Timed:
    resampling it to the layout's rate and writing it as PCM16, and copying the image bytes, into
    ``vision/<class>/<id>.jpg`` / ``sound/<class>/<id>.wav``. Resampling is part of "writing to the layout":
    the layout's clips are 22,050 Hz. A plain byte copy of both files is printed too, as the I/O floor.
+
+3. Shards (``export --format webdataset``): the folder export of step 1 packed into WebDataset tar shards by
+   :func:`dataset.shards.pack_export` (``--shard-size``, default 1,000): read every file, write the tars, sha256
+   each shard, copy the side files, write the shard manifest. A shard export is the folder export plus this
+   pack, so the bench prints both times and the ratio shard export / folder export (and the pack alone in
+   pairs/s). ``--shards-only`` skips the bare-loop contenders of step 2.
 
 The contenders alternate for `--rounds` rounds (default 2) and each keeps its best time, so a burst of load
 from other processes on a shared machine does not decide the ratio. Prints pairs/s of each and the ratio
@@ -173,9 +180,12 @@ def main() -> int:
     parser.add_argument("--pool", type=int, default=64, help="distinct media files behind the per-pair links")
     parser.add_argument("--dir", type=Path, default=None, help="work folder [default: a temp folder, removed]")
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds; the best time of each counts")
+    parser.add_argument("--shard-size", type=int, default=1000, help="samples per shard of the webdataset export")
+    parser.add_argument("--shards-only", action="store_true", help="time the folder export and the shards only")
     args = parser.parse_args()
 
     from annotator.export import ExportOptions, export_dataset
+    from dataset.shards import pack_export
 
     root = Path(tempfile.mkdtemp(prefix="bench-export-", dir=args.dir))
     try:
@@ -192,24 +202,45 @@ def main() -> int:
         options = ExportOptions(workers=args.workers)
         if args.scale != 1.0:
             options = ExportOptions(workers=args.workers, min_per_class=1, augment_below=0)
-        export_s = bare_s = copy_s = float("inf")
+        export_s = bare_s = copy_s = pack_s = float("inf")
+        shard_bytes = folder_bytes = 0
         for round_ in range(1, args.rounds + 1):
             start = time.perf_counter()
             with unit_of_work(engine) as work:
                 report = export_dataset(work, location, root / "dataset", options)
             export_s = min(export_s, time.perf_counter() - start)
             assert report.total == n, (report.total, n)
+            start = time.perf_counter()
+            packed = pack_export(root / "dataset", root / "shards", shard_size=args.shard_size)
+            pack_s = min(pack_s, time.perf_counter() - start)
+            assert sum(packed.per_split().values()) == n
+            shard_bytes = packed.total_bytes
+            folder_bytes = sum(p.stat().st_size for p in (root / "dataset").rglob("*") if p.is_file())
+            shutil.rmtree(root / "shards")
             shutil.rmtree(root / "dataset")
-            bare_s = min(bare_s, bare_loop(engine, location, root / "bare", args.workers, resample=True))
-            shutil.rmtree(root / "bare")
-            copy_s = min(copy_s, bare_loop(engine, location, root / "copy", args.workers, resample=False))
-            shutil.rmtree(root / "copy")
+            if not args.shards_only:
+                bare_s = min(bare_s, bare_loop(engine, location, root / "bare", args.workers, resample=True))
+                shutil.rmtree(root / "bare")
+                copy_s = min(copy_s, bare_loop(engine, location, root / "copy", args.workers, resample=False))
+                shutil.rmtree(root / "copy")
             print(
-                f"round {round_}: best so far export {export_s:.2f} s, bare {bare_s:.2f} s, copy {copy_s:.2f} s",
+                f"round {round_}: best so far export {export_s:.2f} s, pack {pack_s:.2f} s, bare {bare_s:.2f} s, "
+                f"copy {copy_s:.2f} s",
                 flush=True,
             )
 
         print(f"export        : {n} pairs in {export_s:7.2f} s = {n / export_s:7.1f} pairs/s (workers={args.workers})")
+        shard_s = export_s + pack_s
+        print(
+            f"pack to shards: {n} pairs in {pack_s:7.2f} s = {n / pack_s:7.1f} pairs/s "
+            f"(shard size {args.shard_size}; {shard_bytes / 1e6:.0f} MB of tars from {folder_bytes / 1e6:.0f} MB)"
+        )
+        print(
+            f"shard export  : {n} pairs in {shard_s:7.2f} s = {n / shard_s:7.1f} pairs/s (folder export + pack); "
+            f"ratio shard export / folder export time = {shard_s / export_s:.3f}"
+        )
+        if args.shards_only:
+            return 0
         print(
             f"bare loop     : {n} pairs in {bare_s:7.2f} s = {n / bare_s:7.1f} pairs/s "
             "(read clip + image, soxr to 22,050 Hz, write PCM16 + JPEG bytes)"

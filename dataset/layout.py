@@ -1,8 +1,10 @@
 """The ADVANCE dataset layout: where files go, metadata.csv, manifest.json, and verification (SPEC §8).
 
 An export folder holds ``vision/<class>/<id>.jpg`` (512×512 RGB JPEG), ``sound/<class>/<id>.wav`` (10 s mono
-PCM16), ``metadata.csv`` (one row per sample, columns :data:`METADATA_COLUMNS`), ``statistics.png``,
-``samples.png`` and ``manifest.json`` (parameters, counts, tool version and the sha256 of every other file).
+PCM16), ``metadata.csv`` (one row per sample, columns :data:`METADATA_COLUMNS`), ``README.md`` (the data card),
+``ATTRIBUTION.csv`` (author, licence and source of every recording), ``splits/<split>.txt`` (the sample ids of each
+split), ``statistics.png``, ``samples.png`` and ``manifest.json`` (parameters, counts, the split and its leakage,
+tool version and the sha256 of every other file).
 Everything here is deterministic: the same inputs give the same bytes. This module is the format only, shared by
 the writer (:mod:`dataset.samples`, :mod:`dataset.output`, :mod:`annotator.export`) and the readers
 (:mod:`model.data`, ``annotator verify``).
@@ -29,6 +31,9 @@ METADATA_FILE = "metadata.csv"
 MANIFEST_FILE = "manifest.json"
 STATISTICS_FILE = "statistics.png"
 SAMPLES_FILE = "samples.png"
+README_FILE = "README.md"
+ATTRIBUTION_FILE = "ATTRIBUTION.csv"
+SPLITS_DIR = "splits"
 #: Side of the square exported images, in pixels.
 IMAGE_SIZE = 512
 
@@ -48,7 +53,11 @@ METADATA_COLUMNS: tuple[str, ...] = (
     "reviewers",
     "license",
     "author",
+    "source_url",
+    "image_source",
 )
+#: The columns a reader needs (exports written before ``source_url`` and ``image_source`` lack those two).
+METADATA_REQUIRED: tuple[str, ...] = METADATA_COLUMNS[:-2]
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9.-]+")
 
@@ -94,6 +103,8 @@ class MetadataRow:
     reviewers: str  # ";"-joined reviewer names, sorted
     license: str
     author: str
+    source_url: str = ""  # the recording's page (CC-BY attribution needs it)
+    image_source: str = ""  # the imagery source, as :func:`dataset.datacard.public_source` shows it
 
     def as_record(self) -> list[str]:
         """The row's cells in :data:`METADATA_COLUMNS` order."""
@@ -112,6 +123,8 @@ class MetadataRow:
             self.reviewers,
             self.license,
             self.author,
+            self.source_url,
+            self.image_source,
         ]
 
 
@@ -132,7 +145,7 @@ def read_metadata(dataset: Path) -> list[dict[str, str]]:
         raise DatasetError(f"no {METADATA_FILE} in {dataset}; is it an annotator export?")
     with path.open(newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
-        missing = [c for c in METADATA_COLUMNS if c not in (reader.fieldnames or [])]
+        missing = [c for c in METADATA_REQUIRED if c not in (reader.fieldnames or [])]
         if missing:
             raise DatasetError(f"{path} lacks the column(s) {', '.join(missing)}")
         return list(reader)
@@ -148,6 +161,7 @@ def manifest_bytes(
     per_class: Mapping[str, int],
     per_split: Mapping[str, int],
     files: Mapping[str, str],
+    split: Mapping[str, Any] | None = None,
 ) -> bytes:
     """manifest.json as bytes: sorted keys, two-space indent, trailing newline; no timestamps.
 
@@ -157,13 +171,16 @@ def manifest_bytes(
         per_class: samples per class value.
         per_split: samples per split value.
         files: sha256 of every file of the dataset but the manifest, keyed by relative path.
+        split: how the split was drawn, its leakage and realised shares (:meth:`dataset.split.SplitPlan.to_json`).
     """
-    document = {
+    document: dict[str, Any] = {
         "tool_version": tool_version,
         "parameters": dict(parameters),
         "counts": {"per_class": dict(per_class), "per_split": dict(per_split)},
         "files": dict(sorted(files.items())),
     }
+    if split is not None:
+        document["split"] = dict(split)
     return (json.dumps(document, sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
 
 
@@ -185,6 +202,8 @@ def read_manifest(dataset: Path) -> dict[str, Any]:
 
 #: The keys of the manifest :func:`manifest_bytes` writes, and the type of each value.
 _MANIFEST_SHAPE: dict[str, type] = {"tool_version": str, "parameters": dict, "counts": dict, "files": dict}
+#: Keys it may write besides (manifests written before they existed lack them).
+_MANIFEST_OPTIONAL: dict[str, type] = {"split": dict}
 #: A manifest larger than this is no export's (ours list a few hundred bytes per file).
 _MANIFEST_MAX_BYTES = 256 * 2**20
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -193,8 +212,9 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 def export_manifest_files(dataset: Path) -> set[str] | None:
     """The files the ``manifest.json`` of an export lists, or None when there is none or it is not ours.
 
-    Ours is the document :func:`manifest_bytes` writes: exactly its four keys with their types, and a files table
-    of relative paths (no ``..``) to sha256 hex digests. Used to decide whether a folder may be replaced.
+    Ours is the document :func:`manifest_bytes` writes: its four keys (and the optional ``split``) with their
+    types, and a files table of relative paths (no ``..``) to sha256 hex digests. Used to decide whether a folder
+    may be replaced.
     """
     path = dataset / MANIFEST_FILE
     try:
@@ -203,9 +223,10 @@ def export_manifest_files(dataset: Path) -> set[str] | None:
         document = json.loads(path.read_bytes().decode("utf-8"))
     except (OSError, UnicodeDecodeError, ValueError):
         return None
-    if not isinstance(document, dict) or set(document) != set(_MANIFEST_SHAPE):
+    if not isinstance(document, dict) or not set(_MANIFEST_SHAPE) <= set(document):
         return None
-    if not all(isinstance(document[key], kind) for key, kind in _MANIFEST_SHAPE.items()):
+    shape = {**_MANIFEST_SHAPE, **_MANIFEST_OPTIONAL}
+    if not set(document) <= set(shape) or not all(isinstance(document[key], shape[key]) for key in document):
         return None
     files = document["files"]
     for relpath, digest in files.items():

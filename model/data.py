@@ -15,6 +15,7 @@ that happen to exist (torchgeo's two ADVANCE mistakes).
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -36,6 +37,7 @@ from dataset.layout import (
     read_metadata,
     sound_relpath,
 )
+from dataset.shards import is_shard_manifest
 from dataset.split import Split, assign_splits, recording_of
 from model.features import clip_features, read_image
 
@@ -49,6 +51,7 @@ class DatasetLayout(StrEnum):
 
     EXPORT = "export"
     RELEASE = "release"
+    SHARDS = "shards"  # WebDataset shards staged in the export layout (model.shards)
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,11 @@ def open_dataset(root: Path, *, split_seed: int = 0) -> DatasetIndex:
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"dataset folder {root} does not exist")
+    if _is_shard_export(root):
+        raise DatasetError(
+            f"{root} holds WebDataset shards (export --format webdataset), not the folder layout; "
+            "`annotator train` and `evaluate` read shards through model.shards"
+        )
     if (root / METADATA_FILE).is_file():
         samples, layout = _read_export(root), DatasetLayout.EXPORT
     elif (root / VISION_DIR).is_dir() and (root / SOUND_DIR).is_dir():
@@ -110,6 +118,15 @@ def open_dataset(root: Path, *, split_seed: int = 0) -> DatasetIndex:
         raise DatasetError(f"the dataset at {root} holds no pairs")
     samples.sort(key=lambda s: s.id)
     return DatasetIndex(root=root, layout=layout, samples=tuple(samples), key=_dataset_key(root, layout, samples))
+
+
+def _is_shard_export(root: Path) -> bool:
+    """True when `root`'s manifest.json is a shard export's (read by :mod:`model.shards`, not here)."""
+    try:
+        document = json.loads((root / MANIFEST_FILE).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(document, dict) and is_shard_manifest(document)
 
 
 def _class_of(text: str, where: str) -> SceneClass:

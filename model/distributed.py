@@ -109,12 +109,67 @@ class GlobalBatchSampler(Sampler[list[int]]):
         batches = [perm[i : i + self.batch_size] for i in range(0, self.size, self.batch_size)]
         return [b for b in batches if len(b) >= self.world_size]
 
+    def global_sizes(self) -> list[int]:
+        """The size of each global batch of the epoch (the loss is scaled by it)."""
+        return [len(b) for b in self.global_batches()]
+
     def __iter__(self) -> Iterator[list[int]]:
         for batch in self.global_batches():
             yield batch[self.rank :: self.world_size]
 
     def __len__(self) -> int:
         return len(self.global_batches())
+
+
+class LocalBatchSampler(Sampler[list[int]]):
+    """Batches over data each rank holds alone (shards, see :mod:`model.shards`), in an order fixed by (seed, epoch).
+
+    Rank r holds ``local_sizes[r]`` samples and takes ``b_r`` of each global batch of ``batch_size`` (the same
+    shares as :class:`GlobalBatchSampler`: ``b_r = |{r, r+W, …} ∩ [0, batch_size)|``). Every rank must step the
+    same number of times (the gradient all-reduce waits for all), so an epoch has ``min_r ⌈n_r / b_r⌉`` steps:
+    a rank holding more samples than that leaves its surplus out of this epoch (a different surplus every
+    epoch, as the order is reshuffled). With one process this is exactly :class:`GlobalBatchSampler`'s order.
+    """
+
+    def __init__(
+        self, local_sizes: list[int], batch_size: int, *, seed: int, rank: int = 0, world_size: int = 1
+    ) -> None:
+        if batch_size < world_size:
+            raise TrainingError(f"--batch-size {batch_size} is smaller than the {world_size} processes sharing it")
+        if min(local_sizes) < 1:
+            empty = local_sizes.index(min(local_sizes))
+            raise TrainingError(f"process {empty} holds no training samples; use fewer processes")
+        self.local_sizes, self.batch_size, self.seed = list(local_sizes), batch_size, seed
+        self.rank, self.world_size = rank, world_size
+        self.shares = [len(range(r, batch_size, world_size)) for r in range(world_size)]
+        self.steps = min(-(-n // b) for n, b in zip(self.local_sizes, self.shares, strict=True))
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def global_sizes(self) -> list[int]:
+        return [
+            sum(min(b, max(0, n - k * b)) for n, b in zip(self.local_sizes, self.shares, strict=True))
+            for k in range(self.steps)
+        ]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        # Rank 0's seed is GlobalBatchSampler's, so a one-process run on shards batches as the folder path does.
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch + 7_919 * self.rank)
+        perm = torch.randperm(self.local_sizes[self.rank], generator=generator).tolist()
+        share = self.shares[self.rank]
+        for k in range(self.steps):
+            yield perm[k * share : (k + 1) * share]
+
+    def __len__(self) -> int:
+        return self.steps
+
+
+def local_eval_batches(size: int, batch_size: int, world_size: int) -> list[list[int]]:
+    """Every index of a split a rank holds alone (shards), in per-rank batches: the ranks' parts are disjoint."""
+    per_rank_batch = max(1, -(-batch_size // world_size))
+    return [list(range(i, min(i + per_rank_batch, size))) for i in range(0, size, per_rank_batch)]
 
 
 class ShardSampler(Sampler[int]):

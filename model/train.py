@@ -36,7 +36,10 @@ from model.data import DatasetIndex, SceneDataset, describe, open_dataset
 from model.distributed import (
     DistContext,
     GlobalBatchSampler,
+    LocalBatchSampler,
+    all_reduce_sum,
     barrier,
+    local_eval_batches,
     resolve_device,
     setup_distributed,
     teardown_distributed,
@@ -46,6 +49,16 @@ from model.metrics import SUMMARY_KEYS, windowed_summary
 from model.networks import FusionNet, build_model
 from model.plots import plot_confusion, plot_curves
 from model.resident import ResidentData
+from model.shards import (
+    RankData,
+    audio_statistics_across_ranks,
+    describe_shards,
+    gather_class_counts,
+    gather_counts,
+    is_shard_dataset,
+    open_shards,
+    staging_folder,
+)
 from model.steps import (
     BatchSource,
     LoaderSource,
@@ -89,11 +102,13 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _split_dataset(index: DatasetIndex, split: Split, config: TrainConfig, cache: FeatureCache | None) -> SceneDataset:
-    """One split (at most ``config.limit`` pairs), loading only the modalities the model uses."""
+def _split_dataset(
+    index: DatasetIndex, split: Split, config: TrainConfig, cache: FeatureCache | None, limit: int | None = None
+) -> SceneDataset:
+    """One split (at most `limit`, by default ``config.limit``, pairs), loading only the modalities the model uses."""
     modality = config.modality_enum
     return SceneDataset(
-        index.split(split, config.limit),
+        index.split(split, limit if limit is not None else config.limit),
         image_size=config.image_side,
         image=modality.uses_image,
         audio=modality.uses_audio,
@@ -111,7 +126,7 @@ def _silent(_message: str) -> None:
 
 
 def train(
-    dataset_root: Path,
+    dataset_root: Path | str,
     run_dir: Path,
     config: TrainConfig,
     *,
@@ -121,6 +136,9 @@ def train(
     resume: bool = False,
 ) -> TrainResult:
     """Train the classifier on `dataset_root`, select on validation weighted F1, test, and write RUN_DIR.
+
+    `dataset_root` is an export folder, the ADVANCE release, or WebDataset shards: a shard folder, its URL or a
+    brace pattern of shard paths or URLs (see :mod:`model.shards`; under torchrun each rank reads its own part).
 
     Writes (rank 0 only) ``checkpoint.pt``, ``last.pt``, ``metrics.jsonl``, ``metrics.json``, ``confusion.png``
     and ``curves.png`` in `run_dir`. With `resume`, continues from ``run_dir/last.pt`` (weights, optimiser,
@@ -132,7 +150,7 @@ def train(
     config = config.for_device(ctx.device.type)
     try:
         return _train(
-            Path(dataset_root),
+            dataset_root,
             Path(run_dir),
             config,
             ctx,
@@ -184,12 +202,18 @@ def _open_cache(
     cache_dir: Path | None,
     workers: int,
     on_progress: ProgressFn | None,
+    local: bool = False,
 ) -> FeatureCache | None:
-    """The feature cache (rank 0 builds it, the others wait and open it), or None when caching is off."""
+    """The feature cache (rank 0 builds it, the others wait and open it), or None when caching is off.
+
+    With `local` data (shards: each rank holds its own samples) every rank builds or opens its own cache.
+    """
     if not config.use_cache:
         return None
     root = cache_dir or default_cache_dir()
     side, features = config.image_side, config.features
+    if local:
+        return open_or_build_cache(index, side, root, workers=workers, on_progress=on_progress, features=features)
     if ctx.is_main:
         cache = open_or_build_cache(index, side, root, workers=workers, on_progress=on_progress, features=features)
     barrier(ctx)
@@ -217,18 +241,22 @@ def _place_model(model: FusionNet, ctx: DistContext) -> tuple[FusionNet, torch.n
 
 
 def _split_datasets(
-    root: Path, index: DatasetIndex, config: TrainConfig, ctx: DistContext, cache: FeatureCache | None, say: Log
-) -> dict[Split, SceneDataset]:
-    """The three splits as datasets; refuses a training split too small for the ranks, and logs the sizes."""
-    datasets = {split: _split_dataset(index, split, config, cache) for split in Split}
-    if len(datasets[Split.TRAIN]) < ctx.world_size:
-        raise DatasetError(f"the training split of {root} has {len(datasets[Split.TRAIN])} pairs; too few to train")
-    sizes = {s.value: len(d) for s, d in datasets.items()}
+    data: _Data, config: TrainConfig, ctx: DistContext, cache: FeatureCache | None, say: Log
+) -> tuple[dict[Split, SceneDataset], dict[Split, int]]:
+    """The three splits as datasets and their sizes over all ranks; refuses a training split too small for the
+    ranks, and logs the sizes."""
+    limit = config.limit
+    if data.local and limit is not None:  # --limit is per split over the whole run: each rank keeps its share
+        limit = len(range(ctx.rank, limit, ctx.world_size))
+    datasets = {split: _split_dataset(data.index, split, config, cache, limit) for split in Split}
+    sizes = data.total_sizes({s: len(d) for s, d in datasets.items()}, ctx)
+    if sizes[Split.TRAIN] < ctx.world_size:
+        raise DatasetError(f"the training split of {data.path} has {sizes[Split.TRAIN]} pairs; too few to train")
     say(
-        f"dataset {root} ({index.layout}): train {sizes['train']}, val {sizes['val']}, test {sizes['test']} pairs; "
-        f"device {ctx.device}{f' × {ctx.world_size} processes' if ctx.distributed else ''}"
+        f"dataset {data.path} ({data.index.layout}): train {sizes[Split.TRAIN]}, val {sizes[Split.VAL]}, test "
+        f"{sizes[Split.TEST]} pairs; device {ctx.device}{f' × {ctx.world_size} processes' if ctx.distributed else ''}"
     )
-    return datasets
+    return datasets, sizes
 
 
 def _sources(
@@ -277,11 +305,19 @@ def _describe_path(sources: Mapping[Split, BatchSource]) -> str:
     return sources[Split.TRAIN].description
 
 
-def _fit_audio_stats(model: FusionNet, train_set: SceneDataset, config: TrainConfig, workers: int) -> AudioStats:
-    """Fit the audio normalisation on the training split (identity when the model hears nothing)."""
+def _fit_audio_stats(
+    model: FusionNet, train_set: SceneDataset, config: TrainConfig, workers: int, ctx: DistContext, local: bool
+) -> AudioStats:
+    """Fit the audio normalisation on the training split (identity when the model hears nothing).
+
+    With `local` data under torchrun each rank holds part of the split: the sums are added up over the ranks.
+    """
     mean, std = torch.zeros(N_MELS), torch.ones(N_MELS)
     if config.modality_enum.uses_audio:
-        mean, std = audio_statistics(train_set, workers)
+        if local and ctx.distributed:
+            mean, std = audio_statistics_across_ranks(train_set, workers, ctx)
+        else:
+            mean, std = audio_statistics(train_set, workers)
         model.set_audio_stats(mean, std)
     return {"mean": mean.tolist(), "std": std.tolist()}
 
@@ -305,9 +341,10 @@ class _Loop:
     trainable: torch.nn.Module
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.MultiStepLR
-    sampler: GlobalBatchSampler
-    sizes: dict[Split, int]
+    sampler: GlobalBatchSampler | LocalBatchSampler
+    sizes: dict[Split, int]  # this rank's (local data) or every rank's (folder data) sizes
     select_on_val: bool
+    local: bool = False  # each rank holds its own samples (shards): evaluate all of them, batch with the sampler
     sources: dict[Split, BatchSource] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
     best: _Best = field(default_factory=_Best)
@@ -315,16 +352,36 @@ class _Loop:
     start_epoch: int = 1
 
 
-def _make_loop(model: FusionNet, sizes: dict[Split, int], ctx: DistContext, config: TrainConfig) -> _Loop:
-    """Place the model, then make its optimiser, learning-rate schedule and global-batch sampler."""
+def _make_loop(
+    model: FusionNet,
+    sizes: dict[Split, int],
+    totals: dict[Split, int],
+    data: _Data,
+    ctx: DistContext,
+    config: TrainConfig,
+) -> _Loop:
+    """Place the model, then make its optimiser, learning-rate schedule and batch sampler.
+
+    `sizes` are this rank's split sizes, `totals` those over all ranks (the same unless the data is local).
+    """
     model, trainable = _place_model(model, ctx)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     # No milestones: a constant rate (MultiStepLR with none never changes it, and keeps one code path).
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(config.lr_milestones), gamma=config.lr_gamma)
-    sampler = GlobalBatchSampler(
-        sizes[Split.TRAIN], config.batch_size, seed=config.seed, rank=ctx.rank, world_size=ctx.world_size
-    )
-    return _Loop(model, trainable, optimizer, scheduler, sampler, sizes, sizes[Split.VAL] > 0)
+    sampler: GlobalBatchSampler | LocalBatchSampler
+    if data.local:
+        sampler = LocalBatchSampler(
+            data.rank_train_sizes(sizes[Split.TRAIN], ctx),
+            config.batch_size,
+            seed=config.seed,
+            rank=ctx.rank,
+            world_size=ctx.world_size,
+        )
+    else:
+        sampler = GlobalBatchSampler(
+            sizes[Split.TRAIN], config.batch_size, seed=config.seed, rank=ctx.rank, world_size=ctx.world_size
+        )
+    return _Loop(model, trainable, optimizer, scheduler, sampler, sizes, totals[Split.VAL] > 0, data.local)
 
 
 def _restore(loop: _Loop, run_dir: Path, ctx: DistContext) -> None:
@@ -364,17 +421,15 @@ def _run_epoch(
     """
     loop.sampler.set_epoch(epoch)
     batches = list(loop.sampler)
-    global_sizes = [len(b) for b in loop.sampler.global_batches()]
+    global_sizes = loop.sampler.global_sizes()
     lr = loop.optimizer.param_groups[0]["lr"]
     train_source = loop.sources[Split.TRAIN]
     augment = _augment_generator(config, ctx, epoch)
     stats = train_one_epoch(loop.trainable, train_source, batches, global_sizes, loop.optimizer, ctx, config, augment)
     loop.scheduler.step()
     precise_batchnorm(loop.model, train_source, batches, global_sizes, ctx, config)
-    val = evaluate(loop.model, loop.sources[Split.VAL], eval_batches(loop.sizes[Split.VAL], ctx, config), ctx, config)
-    test = evaluate(
-        loop.model, loop.sources[Split.TEST], eval_batches(loop.sizes[Split.TEST], ctx, config), ctx, config
-    )
+    val = evaluate(loop.model, loop.sources[Split.VAL], _eval_plan(loop, Split.VAL, ctx, config), ctx, config)
+    test = evaluate(loop.model, loop.sources[Split.TEST], _eval_plan(loop, Split.TEST, ctx, config), ctx, config)
     row = {
         "epoch": epoch,
         "train_loss": stats["train_loss"],
@@ -391,6 +446,13 @@ def _run_epoch(
         **{f"test_{key}": test[key] for key in SUMMARY_KEYS},
     }
     return row, val, test
+
+
+def _eval_plan(loop: _Loop, split: Split, ctx: DistContext, config: TrainConfig) -> list[list[int]]:
+    """This rank's evaluation batches: its shard of the split, or all it holds when the data is local."""
+    if loop.local:
+        return local_eval_batches(loop.sizes[split], config.batch_size, ctx.world_size)
+    return eval_batches(loop.sizes[split], ctx, config)
 
 
 def _fit(
@@ -482,8 +544,68 @@ class _RunFiles:
         plot_curves(metrics["history"], self.run_dir / "curves.png", best_epoch=metrics["best_epoch"])
 
 
+@dataclass
+class _Data:
+    """The dataset a run trains on: an index of what this rank holds, and how it relates to the other ranks.
+
+    Folder data (an export or the release) is indexed whole on every rank, which take turns in each batch.
+    Shard data is `local`: each rank holds only its own part (see :mod:`model.shards`), so sizes and counts are
+    added up over the ranks, and the staging files are removed once the run no longer needs them.
+    """
+
+    path: str
+    index: DatasetIndex
+    key: str
+    info: dict[str, Any]
+    shards: RankData | None = None
+
+    @property
+    def local(self) -> bool:
+        return self.shards is not None
+
+    def total_sizes(self, sizes: Mapping[Split, int], ctx: DistContext) -> dict[Split, int]:
+        """Split sizes over all ranks: added up for local data, as they are otherwise."""
+        if not (self.local and ctx.distributed):
+            return dict(sizes)
+        summed = all_reduce_sum(torch.tensor([sizes[s] for s in Split], dtype=torch.int64), ctx).tolist()
+        return {s: int(n) for s, n in zip(Split, summed, strict=True)}
+
+    def rank_train_sizes(self, size: int, ctx: DistContext) -> list[int]:
+        """The training-split size of every rank (all-gathered), for :class:`LocalBatchSampler`."""
+        if not ctx.distributed:
+            return [size]
+        import torch.distributed as dist
+
+        gathered = [torch.zeros(1, dtype=torch.int64) for _ in range(ctx.world_size)]
+        dist.all_gather(gathered, torch.tensor([size], dtype=torch.int64))
+        return [int(t.item()) for t in gathered]
+
+    def release_files(self) -> None:
+        """Remove the staged shard files (the features are cached, or the run is over)."""
+        if self.shards is not None:
+            self.shards.remove_staging()
+
+
+def _open_data(spec: Path | str, config: TrainConfig, ctx: DistContext, cache_dir: Path | None, say: Log) -> _Data:
+    """Index DATASET: a folder the usual way, shards by reading this rank's part of them."""
+    if not is_shard_dataset(spec):
+        root = Path(spec)
+        index = open_dataset(root, split_seed=config.split_seed)
+        return _Data(str(root), index, index.key, {"path": str(root), **describe(index)})
+    staging = staging_folder(cache_dir or default_cache_dir(), ctx.rank)
+    shards = open_shards(spec, staging, rank=ctx.rank, world_size=ctx.world_size)
+    per_rank = gather_counts(shards, ctx)
+    info = {"path": str(spec), **describe_shards(shards, per_rank, gather_class_counts(shards, ctx))}
+    shard_count = info["shards"]
+    say(
+        f"shards: rank 0 staged {len(shards.index.samples)} samples ({shards.bytes_read / 1e6:.1f} MB); "
+        + ", ".join(f"{s} {shard_count[s]} shard(s) split by {by}" for s, by in info["split_by"].items())
+    )
+    return _Data(str(spec), shards.index, shards.shard_set.key, info, shards)
+
+
 def _train(
-    root: Path,
+    root: Path | str,
     run_dir: Path,
     config: TrainConfig,
     ctx: DistContext,
@@ -497,23 +619,45 @@ def _train(
     _seed_everything(config.seed)
     if ctx.device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    index = open_dataset(root, split_seed=config.split_seed)
     if resume:
-        _check_resumable(run_dir, index, config)
+        _check_resumable_settings(run_dir, config)
     model = build_model(config, NUM_CLASSES)  # first, so a bad weights file fails before any decoding
+    data = _open_data(root, config, ctx, cache_dir, say)
+    try:
+        if resume:
+            _check_resumable_data(run_dir, data.key)
+        return _train_on(data, model, run_dir, config, ctx, cache_dir, say, on_cache_progress, resume)
+    finally:
+        data.release_files()
+
+
+def _train_on(
+    data: _Data,
+    model: FusionNet,
+    run_dir: Path,
+    config: TrainConfig,
+    ctx: DistContext,
+    cache_dir: Path | None,
+    say: Log,
+    on_cache_progress: ProgressFn | None,
+    resume: bool,
+) -> TrainResult:
+    """The run once the data is indexed: cache, splits, loop, files."""
     workers = default_workers(config, ctx.device)
-    cache = _open_cache(index, config, ctx, cache_dir, workers, on_cache_progress)
-    datasets = _split_datasets(root, index, config, ctx, cache, say)
+    cache = _open_cache(data.index, config, ctx, cache_dir, workers, on_cache_progress, data.local)
+    if cache is not None:
+        data.release_files()  # every pass reads the cache from here on
+    datasets, totals = _split_datasets(data, config, ctx, cache, say)
     sizes = {s: len(d) for s, d in datasets.items()}
-    audio_stats = _fit_audio_stats(model, datasets[Split.TRAIN], config, workers)
-    loop = _make_loop(model, sizes, ctx, config)
+    audio_stats = _fit_audio_stats(model, datasets[Split.TRAIN], config, workers, ctx, data.local)
+    loop = _make_loop(model, sizes, totals, data, ctx, config)
     sources = loop.sources = _sources(datasets, cache, config, ctx, workers)
     data_path = _describe_path(sources)
     say(f"data path: {data_path}")
     if resume:
         _restore(loop, run_dir, ctx)
         say(f"resuming {run_dir} after epoch {loop.start_epoch - 1} (best so far: epoch {loop.best.epoch})")
-    dataset_info = {"path": str(root), **describe(index), "used": {s.value: n for s, n in sizes.items()}}
+    dataset_info = {**data.info, "used": {s.value: n for s, n in totals.items()}}
     if ctx.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
     if not loop.select_on_val:
@@ -552,11 +696,16 @@ def _train(
     )
 
 
-def _check_resumable(run_dir: Path, index: DatasetIndex, config: TrainConfig) -> None:
-    """Refuse to resume onto another dataset or with settings that differ beyond :data:`RESUMABLE_CHANGES`."""
+def _check_resumable_data(run_dir: Path, key: str) -> None:
+    """Refuse to resume onto another dataset (or the same one with changed files)."""
     last = load_checkpoint(run_dir / LAST_CHECKPOINT)
-    if last.dataset.get("key") not in (None, index.key):
+    if last.dataset.get("key") not in (None, key):
         raise TrainingError(f"{run_dir} was trained on another dataset (or the files changed); cannot resume on it")
+
+
+def _check_resumable_settings(run_dir: Path, config: TrainConfig) -> None:
+    """Refuse to resume with settings that differ beyond :data:`RESUMABLE_CHANGES`."""
+    last = load_checkpoint(run_dir / LAST_CHECKPOINT)
     saved = last.config.to_dict()
     given = config.to_dict()
     differ = [k for k in saved if k not in RESUMABLE_CHANGES and saved[k] != given.get(k)]
@@ -566,7 +715,7 @@ def _check_resumable(run_dir: Path, index: DatasetIndex, config: TrainConfig) ->
 
 def evaluate_checkpoint(
     checkpoint_path: Path,
-    dataset_root: Path,
+    dataset_root: Path | str,
     *,
     split: str = "test",
     device: str = "auto",
@@ -589,10 +738,14 @@ def evaluate_checkpoint(
     model = build_model(config, NUM_CLASSES)
     model.load_state_dict(ckpt.model_state)
     model, _ = _place_model(model, ctx)
-    index = open_dataset(Path(dataset_root), split_seed=config.split_seed)
-    n_workers = workers if workers is not None else default_workers(config, ctx.device)
-    dataset = _split_dataset(index, split_enum, config, _open_cache(index, config, ctx, cache_dir, n_workers, None))
-    if len(dataset) == 0:
-        raise DatasetError(f"the {split} split of {dataset_root} is empty")
-    source = LoaderSource(dataset, ctx, n_workers)
-    return evaluate(model, source, eval_batches(len(dataset), ctx, config), ctx, config)
+    data = _open_data(dataset_root, config, ctx, cache_dir, _silent)
+    try:
+        n_workers = workers if workers is not None else default_workers(config, ctx.device)
+        cache = _open_cache(data.index, config, ctx, cache_dir, n_workers, None, data.local)
+        dataset = _split_dataset(data.index, split_enum, config, cache)
+        if len(dataset) == 0:
+            raise DatasetError(f"the {split} split of {dataset_root} is empty")
+        source = LoaderSource(dataset, ctx, n_workers)
+        return evaluate(model, source, eval_batches(len(dataset), ctx, config), ctx, config)
+    finally:
+        data.release_files()

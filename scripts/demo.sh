@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 RUN=${1:-demo-run}
 if [ -d "$RUN/label-studio" ]; then  # a server left running by an earlier demo in this folder
-  .venv/bin/python -m annotator.labelstudio.server stop --data-dir "$RUN/label-studio" >/dev/null 2>&1 || true
+  .venv/bin/annotator ls stop --data-dir "$RUN/label-studio" >/dev/null 2>&1 || true
 fi
 rm -rf "$RUN"
 mkdir -p "$RUN"
@@ -40,27 +40,49 @@ for (row, col), claimed in STALE_OSM.items():
     print(f"Stale cell r{row}c{col} (OSM still says {claimed}): its pairs are at queue positions {at} of {len(rows)}.")
 PY
 
-say "6. Start Label Studio on 127.0.0.1 and push the pairs for review (most suspicious first)"
-.venv/bin/python -m annotator.labelstudio.server start --data-dir "$RUN/label-studio" \
-        --media-dir "$RUN/media" --env-file "$RUN/label-studio.env"
+say "6. Start Label Studio on 127.0.0.1; push every pair for two reviewers each, most suspicious first"
+"${A[@]}" ls serve --data-dir "$RUN/label-studio" --files-root "$RUN"
 # The env file (mode 600) holds LABEL_STUDIO_URL / LABEL_STUDIO_API_KEY and the demo login; never echoed.
-set -a; source "$RUN/label-studio.env"; set +a
-"${A[@]}" ls push --project "annotator demo"
+set -a; source "$RUN/label-studio/ls.env"; set +a
+# A fifth of the tasks go without the pre-selected OSM class, to measure how much pre-selection sways verdicts.
+"${A[@]}" ls push --project "annotator demo" --overlap 2 --blind-fraction 0.2 --seed 7
+
+say "7. Two simulated annotators review every task (one careful, one sloppy), then pull their verdicts"
+.venv/bin/python scripts/simulate_annotators.py --project "annotator demo"
+"${A[@]}" ls pull
+# Pairs both agreed on are settled: serve a share of them again as control items, to a newcomer; conflicts go to
+# adjudication, which the careful annotator settles.
+"${A[@]}" ls push --project "annotator demo" --control-fraction 0.3 --seed 7
+.venv/bin/python scripts/simulate_annotators.py --project "annotator demo" --newcomer --adjudicate
 "${A[@]}" ls pull
 
-say "7. Status"
+say "8. Status and the review report (per-annotator figures, agreement, anchoring, the ranking's precision)"
 "${A[@]}" status
+"${A[@]}" report "$RUN/review-report.html"
 
-say "8. Export the balanced dataset (unattended: OSM labels stand in for reviews, marked so in metadata.csv)"
+say "9. Export the balanced dataset (OSM labels stand in for pairs nobody reviewed, marked so in metadata.csv)"
 "${A[@]}" export "$RUN/dataset" --include-unreviewed --min-per-class 3 --augment-below 6 --seed 7 \
     --audio-root "$RUN/corpus/recordings"
 "${A[@]}" verify "$RUN/dataset"
+# The same export split by spatial block: no test image shares ground with a training image. (The demo world has
+# one or two cells per class, so its blocks are whole classes: fine for showing the leakage, too coarse to train.)
+"${A[@]}" export "$RUN/dataset-block" --include-unreviewed --min-per-class 3 --augment-below 6 --seed 7 \
+    --audio-root "$RUN/corpus/recordings" --split-by block
+.venv/bin/python - "$RUN/dataset" "$RUN/dataset-block" <<'PY' >&2
+import json, sys
+for folder in sys.argv[1:]:
+    split = json.load(open(f"{folder}/manifest.json"))["split"]
+    leak = split["leakage"]
+    print(f"Split by {split['by']} ({split['groups']} groups): {leak['pairs']} pairs of samples in different splits "
+          f"have overlapping images, {leak['original_pairs']} of them between two originals.")
+PY
 
-say "9. Train the fusion classifier for two epochs on CPU and evaluate it"
+say "10. Train the fusion classifier for two epochs on CPU and evaluate it"
 "${A[@]}" train "$RUN/dataset" --out "$RUN/train" --epochs 2 --batch-size 16 --device cpu --seed 7
 "${A[@]}" evaluate "$RUN/train/checkpoint.pt" "$RUN/dataset" --split test
 
 say "Done. Review the pairs in Label Studio at $LABEL_STUDIO_URL"
 echo "  login: $LABEL_STUDIO_LOGIN_EMAIL / password: $LABEL_STUDIO_LOGIN_PASSWORD" >&2
 echo "  then: ANNOTATOR_DB=$ANNOTATOR_DB .venv/bin/annotator ls pull && .venv/bin/annotator status" >&2
-echo "  stop the server: .venv/bin/python -m annotator.labelstudio.server stop --data-dir $RUN/label-studio" >&2
+echo "  the review report: $RUN/review-report.html; the data card: $RUN/dataset/README.md" >&2
+echo "  stop the server: .venv/bin/annotator ls stop --data-dir $RUN/label-studio" >&2

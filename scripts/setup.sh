@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up everything on a fresh machine: the project's virtual environment (.venv, with torch from this
-# machine's disk), Label Studio's own (.venv-ls; never mixed with the project's dependencies) and Debian's
-# PostgreSQL server binaries (the test suite starts a throwaway server with them; nothing is started here).
+# machine's disk), Label Studio's own (.venv-ls; never mixed with the project's dependencies), Debian's
+# PostgreSQL server binaries (the test suite starts a throwaway server with them; nothing is started here) and
+# Debian's Chromium (the browser test drives it headless).
 # Idempotent: a second run only reinstalls when pyproject.toml or this script changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -49,4 +50,19 @@ if ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then
       "package to run the tests' PostgreSQL half (they are skipped without it)" >&2
   fi
 fi
-echo "setup: ready (.venv, .venv-ls, PostgreSQL)" >&2
+# Chromium: Debian's browser, for the test that drives Label Studio's labelling page headless (Playwright from
+# PyPI points at it; Playwright's own browser download is never used). Root only, as above; elsewhere that test
+# is skipped, saying so.
+if ! command -v chromium >/dev/null && [ ! -x /usr/lib/chromium/chromium ]; then
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+    echo "setup: installing Debian's chromium package (for the browser test of the labelling page)" >&2
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-liberation >/dev/null
+    [ -x /usr/lib/chromium/chromium ] || command -v chromium >/dev/null \
+      || { echo "setup: the chromium package did not install a browser" >&2; exit 1; }
+  else
+    echo "setup: Chromium is not installed and this is not a root Debian shell; install Debian's chromium" \
+      "package (or set ANNOTATOR_CHROMIUM to a Chromium executable) to run the browser test (skipped without it)" >&2
+  fi
+fi
+echo "setup: ready (.venv, .venv-ls, PostgreSQL, Chromium)" >&2

@@ -20,6 +20,7 @@ from annotator.cli import (
     labelstudio,
     prelabel,
     rank,
+    report,
     status,
     train,
     verify,
@@ -76,6 +77,7 @@ app.command("verify")(verify.verify_command)
 app.command("train")(train.train_command)
 app.command("evaluate")(evaluate.evaluate_command)
 app.command("rank")(rank.rank_command)
+app.command("report")(report.report_command)
 app.command("demo")(demo.demo_command)
 app.add_typer(imagery.app, name="imagery")
 app.add_typer(labelstudio.app, name="ls")

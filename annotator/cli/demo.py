@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import typer
 from rich.table import Table
 
-from annotator.cli.common import state, stdout
+from annotator.cli.common import print_json, state, stdout
 
 
 def demo_command(
     ctx: typer.Context,
     out: Path = typer.Argument(..., metavar="OUT", help="Folder to write the corpus into (created if needed)."),
+    as_json: bool = typer.Option(False, "--json", help="Print where the parts are as one JSON object."),
 ) -> None:
     """Generate a small offline corpus: recordings + manifest, a local XYZ tile pyramid and an OSM extract.
 
@@ -26,6 +28,9 @@ def demo_command(
 
     state(ctx)
     corpus = build_demo_corpus(out)
+    if as_json:
+        print_json(dataclasses.asdict(corpus))
+        return
     table = Table(title=f"Demo corpus in {corpus.root}")
     table.add_column("what")
     table.add_column("where")

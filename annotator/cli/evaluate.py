@@ -51,8 +51,10 @@ def window_table(best: dict[str, Any], window: dict[str, Any]) -> Table:
 def evaluate_command(
     ctx: typer.Context,
     checkpoint: Path = typer.Argument(..., metavar="CHECKPOINT", help="checkpoint.pt written by `annotator train`."),
-    dataset: Path = typer.Argument(
-        ..., metavar="DATASET", help="An export folder or the ADVANCE release (vision/, sound/)."
+    dataset: str = typer.Argument(
+        ...,
+        metavar="DATASET",
+        help="An export folder, the ADVANCE release (vision/, sound/), or shards (a folder, URL or brace pattern).",
     ),
     split: str = typer.Option("test", "--split", help="Which split to score: train, val or test."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object with all metrics instead of tables."),

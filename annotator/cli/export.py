@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING
 import typer
 from rich.table import Table
 
-from annotator.cli.common import progress_bar, state, stderr, stdout
+from annotator.cli.common import print_json, progress_bar, state, stderr, stdout
 from annotator.vocabulary import PairOrigin
-from dataset.split import Split
+from dataset.split import Split, SplitBy
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from annotator.export import Progress as ExportProgress
 
 SPLITS = tuple(s.value for s in Split)
+FORMATS = ("folder", "webdataset")  # annotator.export.ExportFormat, spelled here so --help imports no library
 
 
 def export_command(
@@ -58,20 +59,48 @@ def export_command(
     workers: int | None = typer.Option(
         None, "--workers", min=1, help="Processes that resample and write clips [default: min(2, CPUs)]."
     ),
+    split_by: SplitBy = typer.Option(
+        SplitBy.RECORDING,
+        "--split-by",
+        case_sensitive=False,
+        help="Keep together in one split: each recording with its offsets (the paper's), or every spatial block of "
+        "recordings whose image footprints overlap or whose places lie within --block-m.",
+    ),
+    block_m: float | None = typer.Option(
+        None,
+        "--block-m",
+        metavar="M",
+        min=0,
+        help="With --split-by block: also join recordings whose places lie closer than this (overlapping footprints "
+        "are always joined) [default: the image footprint side, 256 m at 512 px × 0.5 m/px].",
+    ),
+    output_format: str = typer.Option(
+        "folder",
+        "--format",
+        metavar="|".join(FORMATS),
+        help="folder: the ADVANCE layout; webdataset: tar shards of the same samples for scale-out training.",
+    ),
+    shard_size: int = typer.Option(1000, "--shard-size", min=1, help="Samples per shard with --format webdataset."),
     verify: bool = typer.Option(False, "--verify", help="Re-hash the written dataset against its manifest."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object instead of tables."),
 ) -> None:
     """Export the reviewed pairs as a balanced ADVANCE-layout dataset (vision/, sound/, metadata.csv, manifest).
 
     Classes under --min-per-class are dropped; classes under --augment-below get four offset pairs (N, E, S, W)
-    per original, recorded in the store and reused by later exports. Written to a temporary folder beside OUT
-    and renamed when complete; the same store and parameters give a byte-identical dataset.
+    per original, recorded in the store and reused by later exports. Every export carries a data card
+    (README.md), ATTRIBUTION.csv and splits/*.txt, and reports its leakage: pairs of samples in different splits
+    whose images overlap (0 with --split-by block). Written to a temporary folder beside OUT and renamed when
+    complete; the same store and parameters give a byte-identical dataset.
 
-    Example: annotator export dataset/ --min-per-class 10 --augment-below 100 --seed 7
+    Example: annotator export dataset/ --min-per-class 10 --augment-below 100 --seed 7 --split-by block
     """
-    from annotator.export import ExportOptions, default_workers, export_dataset
+    from annotator.errors import ExportError
+    from annotator.export import ExportFormat, ExportOptions, default_workers, export_dataset
     from annotator.store import unit_of_work
 
     app_state = state(ctx)
+    if output_format.lower() not in FORMATS:
+        raise ExportError(f"--format must be one of {', '.join(FORMATS)}, not {output_format!r}")
     options = ExportOptions(
         min_per_class=min_per_class,
         augment_below=augment_below,
@@ -83,6 +112,10 @@ def export_command(
         force=force,
         workers=workers or default_workers(),
         audio_root=audio_root,
+        split_by=split_by,
+        block_m=block_m,
+        format=ExportFormat(output_format.lower()),
+        shard_size=shard_size,
     )
     with app_state.store() as engine, unit_of_work(engine) as work:
         if include_unreviewed:
@@ -93,6 +126,14 @@ def export_command(
             )
         with progress_bar(app_state, "Selecting pairs", None) as bar:
             report = export_dataset(work, app_state.location, out, options, progress=_stage_progress(bar))
+    if as_json:
+        document = report.to_json()
+        if verify:
+            document["verify"] = _verify_json(report.out)
+        print_json(document)
+        if verify and not document["verify"]["ok"]:
+            raise typer.Exit(1)
+        return
     _print_summary(report)
     if verify:
         _verify(report.out)
@@ -123,9 +164,34 @@ def _verify(out: Path) -> None:
     stdout.print(f"Verified: {result.checked} files match the manifest.", markup=False)
 
 
+def _verify_json(out: Path) -> dict[str, object]:
+    from annotator.cli.verify import verify_json
+    from dataset.layout import verify_dataset
+
+    return verify_json(out, verify_dataset(out))
+
+
+def _leakage_caption(report: ExportReport) -> str | None:
+    plan = report.split
+    if plan is None:
+        return None
+    how = f"block, {plan.block_m:g} m, {plan.groups} blocks" if plan.by is SplitBy.BLOCK else "recording"
+    other = ", ".join(f"by {mode}: {n}" for mode, n in plan.leakage_by_mode.items())
+    caption = (
+        f"Split by {how}. Leakage: {plan.leakage.pairs} pairs of samples in different splits have overlapping "
+        f"footprints ({other})."
+    )
+    if plan.shares:
+        target = {"train": 0.7, "val": 0.1, "test": 0.2}
+        worst = max(plan.shares, key=lambda c: sum(abs(plan.shares[c][s] - t) for s, t in target.items()))
+        shares = "/".join(f"{100 * plan.shares[worst][s]:.0f}" for s in SPLITS)
+        caption += f" Realised shares per class in --json; furthest from 70/10/20: {worst} {shares} %."
+    return caption
+
+
 def _summary_table(report: ExportReport) -> Table:
-    """Per class: originals, offsets, total and the split counts; then a row for all classes."""
-    table = Table(title=f"Export to {report.out}")
+    """Per class: originals, offsets, total and the split counts; then a row for all classes; the leakage below."""
+    table = Table(title=f"Export to {report.out}", caption=_leakage_caption(report), caption_justify="left")
     for name in ("class", PairOrigin.ORIGINAL.value, PairOrigin.OFFSET.value, "total", *SPLITS):
         table.add_column(name, justify="left" if name == "class" else "right")
     for cls, total in report.per_class.items():
@@ -184,6 +250,10 @@ def _print_summary(report: ExportReport) -> None:
         stdout.print(
             f"{osm} original pairs carry an OSM label instead of a human review (label_source=osm).", markup=False
         )
+    shards = report.to_json()["shards"]
+    if shards:
+        counts = ", ".join(f"{split} {n}" for split, n in shards.get("shards_per_split", {}).items())
+        stdout.print(f"Packed into webdataset shards of {shards.get('shard_size')} samples: {counts}.", markup=False)
     stdout.print(
         f"Wrote {report.total} pairs to {report.out} (export #{report.export_id}, manifest sha256 "
         f"{report.manifest_sha256[:12]}…).",

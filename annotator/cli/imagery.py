@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import typer
 from rich.table import Table
 
-from annotator.cli.common import advance, progress_bar, state, stderr, stdout
+from annotator.cli.common import advance, plain_counts, print_json, progress_bar, state, stderr, stdout
 
 if TYPE_CHECKING:
     from annotator.imagery import FillReport
@@ -18,7 +18,8 @@ app = typer.Typer(help="Aerial imagery for pairs.", no_args_is_help=True)
 
 SOURCE_HELP = (
     "Imagery SOURCE: a tile folder (DIR/{z}/{x}/{y}.png), a path template, an .mbtiles file, "
-    "or an http(s):// URL template with {z}/{x}/{y}."
+    "an http(s):// URL template with {z}/{x}/{y}, a GeoTIFF / Cloud-Optimised GeoTIFF (path or http(s):// URL, "
+    "any CRS), or wms:<GetMap URL> with {bbox}, {width}, {height} in EPSG:3857."
 )
 
 
@@ -34,10 +35,13 @@ def fill_command(
     user_agent: str | None = typer.Option(
         None, "--user-agent", envvar="ANNOTATOR_USER_AGENT", help="User-Agent for a URL source (add your contact)."
     ),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object instead of a table."),
 ) -> None:
     """Cut an aerial image for every pair stored without one (\"needs imagery\").
 
     Example: annotator imagery fill --imagery tiles/ --resolution-m 0.5
+
+    Example: annotator imagery fill --imagery tiles/ --json > fill.json
     """
     from annotator.imagery import count_pairs_to_fill, fill_missing_images
     from annotator.store import unit_of_work
@@ -56,7 +60,10 @@ def fill_command(
                 user_agent=user_agent,
                 progress=lambda n: advance(bar, n),
             )
-    stdout.print(_fill_table(report, retry_failed))
+    if as_json:
+        print_json(fill_json(report))
+    else:
+        stdout.print(_fill_table(report, retry_failed))
     if report.failed and not app_state.quiet:
         stderr.print(
             "Failed pairs keep their reason (pairs.image_error); fix the source and rerun with --retry-failed.",
@@ -76,6 +83,7 @@ def crop_command(
     user_agent: str | None = typer.Option(
         None, "--user-agent", envvar="ANNOTATOR_USER_AGENT", help="User-Agent for a URL source (add your contact)."
     ),
+    as_json: bool = typer.Option(False, "--json", help="Print what was cut as one JSON object instead of a table."),
 ) -> None:
     """Cut one image at a coordinate, to preview what a SOURCE gives (touches no store).
 
@@ -86,7 +94,21 @@ def crop_command(
     crop = preview_crop(
         imagery, lat, lon, out, size_px=size_px, resolution_m=resolution_m, cache_dir=cache_dir, user_agent=user_agent
     )
-    stdout.print(_crop_table(crop, lat, lon, out))
+    if as_json:
+        print_json(crop_json(crop, lat, lon, out))
+    else:
+        stdout.print(_crop_table(crop, lat, lon, out))
+
+
+def fill_json(report: FillReport) -> dict[str, object]:
+    """What an imagery fill did, as `--json` prints it (`import --imagery` and `imagery fill`)."""
+    return {
+        "source": report.source,
+        "filled": report.filled,
+        "failed": report.failed,
+        "failed_by_reason": plain_counts(report.failed_by_reason),
+        "skipped": report.skipped,
+    }
 
 
 def _fill_table(report: FillReport, retry_failed: bool) -> Table:
@@ -100,6 +122,22 @@ def _fill_table(report: FillReport, retry_failed: bool) -> Table:
     return table
 
 
+def crop_json(crop: Crop, lat: float, lon: float, out: Path) -> dict[str, object]:
+    """The `--json` twin of the crop table."""
+    west, south, east, north = crop.footprint
+    return {
+        "file": str(out),
+        "lat": lat,
+        "lon": lon,
+        "zoom": crop.zoom,
+        "resolution_m": crop.resolution_m,
+        "native_resolution_m": crop.native_resolution_m,
+        "upsampled": crop.upsampled,
+        "footprint": {"west": west, "south": south, "east": east, "north": north},
+        "acquired": crop.acquired,
+    }
+
+
 def _crop_table(crop: Crop, lat: float, lon: float, out: Path) -> Table:
     west, south, east, north = crop.footprint
     table = Table(title=f"Crop at {lat:.6f}, {lon:.6f}")
@@ -110,4 +148,6 @@ def _crop_table(crop: Crop, lat: float, lon: float, out: Path) -> Table:
     table.add_row("resolution (m/px)", f"{crop.resolution_m:g}")
     table.add_row("source resolution (m/px)", f"{crop.native_resolution_m:.3f}" + (" (upsampled)" * crop.upsampled))
     table.add_row("footprint W,S,E,N", f"{west:.6f}, {south:.6f}, {east:.6f}, {north:.6f}")
+    if crop.acquired:
+        table.add_row("acquired", crop.acquired)
     return table

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 import typer
 from rich.table import Table
 
-from annotator.cli.common import advance, progress_bar, state, stderr, stdout
+from annotator.cli.common import advance, plain_counts, print_json, progress_bar, state, stderr, stdout
+from annotator.cli.imagery import fill_json
 
 if TYPE_CHECKING:
     from annotator.ingest import ImportReport
@@ -36,7 +37,8 @@ def import_command(
         "--imagery",
         metavar="SOURCE",
         help="After importing, cut an image for every pair without one from "
-        "this source: a tile folder or {z}/{x}/{y} template, an .mbtiles file or an http(s) URL template.",
+        "this source: a tile folder or {z}/{x}/{y} template, an .mbtiles file, an http(s) URL template, "
+        "a GeoTIFF / COG (path or URL, any CRS) or wms:<GetMap URL with {bbox}, {width}, {height}>.",
     ),
     seed: int = typer.Option(0, "--seed", help="Seeds the random 10 s clip window of each recording."),
     rejects: Path | None = typer.Option(
@@ -48,6 +50,7 @@ def import_command(
         "[default: <db stem>.rejects.csv beside the database, e.g. annotator.rejects.csv].",
     ),
     batch_size: int = typer.Option(200, "--batch-size", min=1, help="Rows per committed transaction."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object instead of tables."),
 ) -> None:
     """Import recordings: probe, loop 2–10 s ones, cut a seeded 10 s clip, store images; bad rows are listed.
 
@@ -58,6 +61,8 @@ def import_command(
     resumes where it stopped, and two imports of one manifest at once end as one would.
 
     Example: annotator import recordings.csv --audio-root sounds/ --imagery tiles/ --seed 7
+
+    Example: annotator import recordings.csv --json > import.json
     """
     from annotator.ingest import ImportOptions, import_recordings
     from annotator.store import unit_of_work
@@ -80,10 +85,32 @@ def import_command(
             on_stage=lambda stage, total: bar.reset(bar.task_ids[0], total=total, description=stage),
             progress=lambda n: advance(bar, n),
         )
-    stdout.print(_summary_table(report))
-    stdout.print(f"{report.new} new, {report.unchanged} unchanged, {report.rejected_total} rejected.", markup=False)
+    if as_json:
+        print_json(import_json(report))
+    else:
+        stdout.print(_summary_table(report))
+        stdout.print(f"{report.new} new, {report.unchanged} unchanged, {report.rejected_total} rejected.", markup=False)
     if report.rejected_total and not app_state.quiet:
         stderr.print(f"Rejected rows and their reasons: {report.rejects_path}", markup=False)
+
+
+def import_json(report: ImportReport) -> dict[str, object]:
+    """The `--json` twin of the summary table."""
+    return {
+        "manifest": report.manifest,
+        "format": report.format,
+        "rows": report.rows,
+        "new": report.new,
+        "looped": report.looped,
+        "with_image": report.with_image,
+        "unchanged": report.unchanged,
+        "duplicates_skipped": report.duplicates_skipped,
+        "rejected": report.rejected_total,
+        "rejected_by_reason": plain_counts(report.rejected),
+        "rejects_path": str(report.rejects_path),
+        "imagery": None if report.fill is None else fill_json(report.fill),
+        "needs_imagery": report.needs_imagery,
+    }
 
 
 def _summary_table(report: ImportReport) -> Table:

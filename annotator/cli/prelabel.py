@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import typer
 from rich.table import Table
 
-from annotator.cli.common import advance, progress_bar, state, stderr, stdout
+from annotator.cli.common import advance, plain_counts, print_json, progress_bar, state, stderr, stdout
 from annotator.osm import DEFAULT_OVERPASS_URL, MAX_BODY_BYTES
 from annotator.vocabulary import SceneClass
 
@@ -39,6 +39,7 @@ def prelabel_command(
         MAX_BODY_BYTES / 1e6, "--max-response-mb", min=0.001, help="Refuse Overpass answers larger than this (MB)."
     ),
     force: bool = typer.Option(False, "--force", help="Decide again for pairs that already have evidence."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object instead of tables."),
 ) -> None:
     """Suggest a scene class for every pair from OpenStreetMap and store the evidence.
 
@@ -50,6 +51,8 @@ def prelabel_command(
     Example: annotator prelabel --osm-file finland-latest.osm.pbf
 
     Example: annotator prelabel --user-agent "annotator (me@example.org)"
+
+    Example: annotator prelabel --osm-file region.osm.pbf --json > prelabel.json
     """
     from annotator.osm.decide import DecisionOptions
     from annotator.osm.overpass import OverpassOptions, url_problem, user_agent_problem
@@ -84,17 +87,47 @@ def prelabel_command(
             cell_km=cell_km,
             force=force,
             progress=lambda n: advance(bar, n),
+            media_dir=app_state.location.media_dir,
         )
-    stdout.print(_report_table(report))
-    summary = f"{report.pairs_todo} pair(s) without evidence looked up"
-    if osm_file is None:
-        summary += f", {report.clusters} cluster(s), {report.requests} request(s), {report.cache_hits} from the cache"
-    if report.done_elsewhere:
-        summary += f"; {report.done_elsewhere} done meanwhile by another run on this store"
-    stdout.print(summary)
+    if as_json:
+        print_json(prelabel_json(report, from_overpass=osm_file is None))
+    else:
+        stdout.print(_report_table(report))
+        summary = f"{report.pairs_todo} pair(s) without evidence looked up"
+        if osm_file is None:
+            summary += (
+                f", {report.clusters} cluster(s), {report.requests} request(s), {report.cache_hits} from the cache"
+            )
+        if report.done_elsewhere:
+            summary += f"; {report.done_elsewhere} done meanwhile by another run on this store"
+        if report.overlays_rendered or report.overlays_failed:
+            summary += f"; {report.overlays_rendered} overlay image(s) drawn in {report.overlay_seconds:.1f} s"
+            if report.overlays_failed:
+                summary += f" ({report.overlays_failed} could not be drawn)"
+        stdout.print(summary)
     if report.error:
         stderr.print(f"Error: {report.error}", markup=False, highlight=False)
         raise typer.Exit(1)
+
+
+def prelabel_json(report: PrelabelReport, *, from_overpass: bool) -> dict[str, object]:
+    """The `--json` twin of the summary table; `error` is set (and the exit code is 1) when Overpass gave up."""
+    payload: dict[str, object] = {
+        "source": report.source,
+        "pairs_todo": report.pairs_todo,
+        "labelled": report.labelled,
+        "per_class": plain_counts(report.per_class),
+        "unmatched": report.unmatched,
+        "left_unlabelled": report.left_unlabelled,
+        "done_elsewhere": report.done_elsewhere,
+        "overlays_rendered": report.overlays_rendered,
+        "overlays_failed": report.overlays_failed,
+        "overlay_seconds": round(report.overlay_seconds, 3),
+    }
+    if from_overpass:
+        payload |= {"clusters": report.clusters, "requests": report.requests, "cache_hits": report.cache_hits}
+    payload["error"] = report.error
+    return payload
 
 
 def _say(message: str) -> None:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
 
-from annotator.cli.common import progress_bar, state, stderr, stdout
+from annotator.cli.common import print_json, progress_bar, state, stderr, stdout
 
 if TYPE_CHECKING:
     from annotator.rank import RankReport
@@ -88,7 +87,7 @@ def rank_command(
     if csv_path is not None:
         write_rank_csv(report.pairs, csv_path)
     if as_json:
-        typer.echo(json.dumps(report.to_json(), indent=2))
+        print_json(report.to_json())
         return
     _print_summary(report, csv_path)
 

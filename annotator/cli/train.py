@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from annotator.cli.common import AppState, progress_bar, state, stderr, stdout
+from annotator.cli.common import AppState, print_json, progress_bar, state, stderr, stdout
 from annotator.errors import StoreError
 
 if TYPE_CHECKING:
@@ -29,8 +29,11 @@ def _milestones(text: str | None) -> tuple[int, ...] | None:
 
 def train_command(
     ctx: typer.Context,
-    dataset: Path = typer.Argument(
-        ..., metavar="DATASET", help="An export folder or the ADVANCE release (vision/, sound/)."
+    dataset: str = typer.Argument(
+        ...,
+        metavar="DATASET",
+        help="An export folder, the ADVANCE release (vision/, sound/), or WebDataset shards: a shard folder, "
+        "its http(s) URL, or a brace pattern such as shards/train-{000000..000009}.tar.",
     ),
     out: Path | None = typer.Option(
         None,
@@ -83,15 +86,20 @@ def train_command(
         None, "--cache-dir", envvar="ANNOTATOR_CACHE", help="Feature cache [default: ~/.cache/annotator/features]."
     ),
     no_bf16: bool = typer.Option(False, "--no-bf16", help="Train in float32 on CUDA instead of bf16 autocast."),
+    json_out: bool = typer.Option(False, "--json", help="Print the run summary as one JSON object."),
 ) -> None:
     """Train the classifier: image ResNet + audio network on log-mels, fused by concatenation, selected on val F1.
 
     The preset decides every setting; each flag given overrides it, and the checkpoint records the result.
     Writes RUN_DIR/checkpoint.pt (best epoch), last.pt, metrics.jsonl, metrics.json, confusion.png and
     curves.png, prints the test metrics at the best epoch and their mean ± std over it and the five after, and
-    records the run in the store when one exists. Several GPUs: `torchrun --nproc_per_node N -m annotator train`.
+    records the run in the store when one exists. Several GPUs: `torchrun --nproc_per_node N -m annotator train`;
+    on shards each process then reads only its own (by shard when a split has as many shards as processes,
+    else every process reads the split and keeps every N-th sample).
 
     Example: annotator train export/ --out runs/fusion --epochs 2 --batch-size 16 --device cpu --seed 7
+
+    Example: torchrun --nproc_per_node 8 -m annotator train 'http://host/ds/train-{000000..000031}.tar' --out runs/a
     """
     from annotator.cli.evaluate import metrics_table, window_table
     from model.presets import resolve_config
@@ -146,16 +154,35 @@ def train_command(
         )
     if not result.is_main:
         return
-    for table in metrics_table(result.test_metrics, f"Test metrics (best epoch {result.best_epoch})"):
-        stdout.print(table)
-    stdout.print(window_table(result.test_metrics, result.test_window))
     recorded = _record_run(app_state, dataset, result, config.to_dict())
-    stdout.print(f"run dir: {out}", markup=False, highlight=False)
+    if json_out:
+        print_json(_summary(result, recorded))
+    else:
+        for table in metrics_table(result.test_metrics, f"Test metrics (best epoch {result.best_epoch})"):
+            stdout.print(table)
+        stdout.print(window_table(result.test_metrics, result.test_window))
+        stdout.print(f"run dir: {out}", markup=False, highlight=False)
     if recorded and not app_state.quiet:
         stderr.print("recorded the run in the store", markup=False)
 
 
-def _record_run(app_state: AppState, dataset: Path, result: TrainResult, params: dict[str, Any]) -> bool:
+def _summary(result: TrainResult, recorded: bool) -> dict[str, Any]:
+    """The `--json` summary: where the run went, the best epoch's metrics, the windowed report and the data."""
+    return {
+        "run_dir": result.run_dir,
+        "checkpoint": result.checkpoint_path,
+        "best_epoch": result.best_epoch,
+        "test": result.test_metrics,
+        "test_window": result.test_window,
+        "val": result.val_metrics,
+        "epochs": len(result.history),
+        "data_path": result.data_path,
+        "dataset": result.dataset,
+        "recorded": recorded,
+    }
+
+
+def _record_run(app_state: AppState, dataset: str, result: TrainResult, params: dict[str, Any]) -> bool:
     """Record the run when a store exists; training on a bare dataset folder never creates one.
 
     A store that cannot be opened (a server database that is down or not initialised) is skipped the same way:
@@ -168,6 +195,7 @@ def _record_run(app_state: AppState, dataset: Path, result: TrainResult, params:
         return False
     try:
         with app_state.store() as engine, session_scope(engine) as session:
+            # A URL or brace pattern is recorded as the text given; a local folder by its resolved path.
             record_training_run(session, dataset, result, params)
     except StoreError:
         return False

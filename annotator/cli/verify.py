@@ -3,15 +3,32 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from annotator.cli.common import advance, progress_bar, state, stderr, stdout
+from annotator.cli.common import advance, print_json, progress_bar, state, stderr, stdout
+
+if TYPE_CHECKING:
+    from dataset.layout import VerifyReport
+
+
+def verify_json(dataset: Path, report: VerifyReport) -> dict[str, object]:
+    """What ``verify --json`` prints (and ``export --verify --json`` under ``verify``)."""
+    return {
+        "dataset": str(dataset),
+        "ok": report.ok,
+        "checked": report.checked,
+        "missing": report.missing,
+        "changed": report.changed,
+        "extra": report.extra,
+    }
 
 
 def verify_command(
     ctx: typer.Context,
     dataset: Path = typer.Argument(..., metavar="DATASET", help="An export folder (holding manifest.json)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON object."),
 ) -> None:
     """Check every file of an export against the sha256 in its manifest; name each missing or changed file.
 
@@ -25,6 +42,11 @@ def verify_command(
     total = len(read_manifest(dataset)["files"])
     with progress_bar(app_state, "Verifying", total) as bar:
         report = verify_dataset(dataset, progress=lambda n: advance(bar, n))
+    if as_json:
+        print_json(verify_json(dataset, report))
+        if not report.ok:
+            raise typer.Exit(1)
+        return
     for kind, relpath in report.problems():
         stdout.print(f"{kind}: {relpath}", markup=False)
     if not report.ok:

@@ -6,7 +6,7 @@ the split and the figures) live in :mod:`dataset`.
 """
 
 from annotator.export.offset_report import OFFSET_NOTES, OFFSET_PROBLEMS, OffsetNote, OffsetProblem, OffsetReport
-from annotator.export.options import ExportOptions, Progress, default_workers
+from annotator.export.options import ExportFormat, ExportOptions, Progress, default_workers
 from annotator.export.run import ExportReport, export_dataset
 from annotator.export.selection import SKIP_REASONS, SkipReason
 
@@ -14,6 +14,7 @@ __all__ = [
     "OFFSET_NOTES",
     "OFFSET_PROBLEMS",
     "SKIP_REASONS",
+    "ExportFormat",
     "ExportOptions",
     "ExportReport",
     "OffsetNote",

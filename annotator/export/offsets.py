@@ -76,6 +76,9 @@ class OffsetSample:
     image_path: str
     clip_path: str
     final_label: str | None
+    image_source: str | None = None
+    image_acquired: str | None = None
+    footprint: tuple[float, float, float, float] | None = None  # (west, south, east, north), degrees
 
 
 # ------------------------------------------------------------------------------------------ reading
@@ -125,6 +128,9 @@ def _as_sample(pair: Pair) -> OffsetSample:
         image_path=str(pair.image_path),
         clip_path=str(pair.clip_path),
         final_label=pair.final_label,
+        image_source=pair.image_source,
+        image_acquired=pair.image_acquired,
+        footprint=pair.footprint,
     )
 
 

@@ -2,7 +2,8 @@
 
 An original's id is its recording's filesystem-safe id (``<recording>``, or ``<recording>-<n>`` for a recording's
 n-th original pair); its offsets are ``<id>_<k>`` with k = 1–4 for N, E, S, W. Samples come in (class index, id)
-order, and the split is drawn per class, grouped by recording, so an original and its offsets share a split.
+order, and the split is drawn per class, grouped by recording (so an original and its offsets share a split) or
+by spatial block (:mod:`dataset.split`).
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ from annotator.export.offsets import OffsetProblem, OffsetSample
 from annotator.export.selection import SelectedPair
 from annotator.files import sha256_bytes
 from annotator.vocabulary import OffsetDirection, PairOrigin, SceneClass, Verdict
-from dataset.layout import MetadataRow, safe_id
-from dataset.split import Split, assign_splits
+from dataset.datacard import public_source
+from dataset.imagery.crop import DEFAULT_RESOLUTION_M
+from dataset.layout import IMAGE_SIZE, MetadataRow, safe_id
+from dataset.split import Box, PlacedSample, Split, SplitBy, SplitPlan, footprint_around, plan_splits
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,14 @@ class ExportSample:
     parent: SelectedPair
     image_src: Path
     clip_src: Path
+    image_source: str | None = None  # the imagery SOURCE (or "manifest") its image was cut from
+    image_acquired: str | None = None
+    footprint: Box | None = None
+
+    def placed(self, default_side_m: float) -> PlacedSample:
+        """The sample as the split sees it; a pair without a stored footprint gets a square of the default side."""
+        box = self.footprint or footprint_around(self.lat, self.lon, default_side_m)
+        return PlacedSample(self.id, self.cls, self.recording, box, self.origin == PairOrigin.ORIGINAL)
 
     def metadata(self, split: Split) -> MetadataRow:
         """The sample's row of metadata.csv, in `split`."""
@@ -55,6 +66,8 @@ class ExportSample:
             reviewers=";".join(p.reviewers),
             license=p.license or "",
             author=p.author or "",
+            source_url=p.source_url or "",
+            image_source=public_source(self.image_source),
         )
 
 
@@ -85,6 +98,9 @@ def _original_sample(pair: SelectedPair, sample_id: str, recording: str, media_d
         parent=pair,
         image_src=media_dir / pair.image_path,
         clip_src=media_dir / pair.clip_path,
+        image_source=pair.image_source,
+        image_acquired=pair.image_acquired,
+        footprint=pair.footprint,
     )
 
 
@@ -101,6 +117,9 @@ def _offset_sample(parent: ExportSample, offset: OffsetSample, media_dir: Path) 
         parent=parent.parent,
         image_src=media_dir / offset.image_path,
         clip_src=media_dir / offset.clip_path,
+        image_source=offset.image_source,
+        image_acquired=offset.image_acquired,
+        footprint=offset.footprint,
     )
 
 
@@ -149,6 +168,18 @@ def build_samples(
     return samples, left_out
 
 
-def splits_of(samples: Sequence[ExportSample], seed: int) -> dict[str, Split]:
-    """70/10/20 per class, grouped by recording: an original and its offsets share a split."""
-    return assign_splits(((s.id, s.cls, s.recording) for s in samples), seed)
+def footprint_side_m(samples: Sequence[ExportSample]) -> float:
+    """The side of the exported images' footprint: 512 px × the coarsest stored resolution (256 m at 0.5 m/px)."""
+    resolutions = [s.parent.image_resolution_m for s in samples if s.parent.image_resolution_m]
+    return IMAGE_SIZE * max(resolutions, default=DEFAULT_RESOLUTION_M)
+
+
+def splits_of(samples: Sequence[ExportSample], seed: int, by: SplitBy, block_m: float | None) -> SplitPlan:
+    """70/10/20 per class, grouped by recording (an original and its offsets share a split) or by spatial block.
+
+    `block_m` None: the footprint side (:func:`footprint_side_m`). A pair with no stored footprint is taken as
+    that square around its point.
+    """
+    side = footprint_side_m(samples)
+    placed = [s.placed(side) for s in samples]
+    return plan_splits(placed, seed, by, side if block_m is None else block_m)

@@ -76,6 +76,16 @@ class SelectedPair:
     clip_path: str  # relative to the media directory
     license: str | None
     author: str | None
+    # provenance for the data card, ATTRIBUTION.csv and metadata.csv
+    source_url: str | None = None
+    image_source: str | None = None  # IMAGE_SOURCE_MANIFEST or the imagery SOURCE string
+    image_acquired: str | None = None
+    image_resolution_m: float | None = None
+    footprint: tuple[float, float, float, float] | None = None  # (west, south, east, north), degrees
+    osm_source: str | None = None  # the Overpass endpoint or extract its OSM evidence came from
+    osm_source_date: str | None = None
+    final_reason: FinalReason | None = None
+    looped: bool = False
 
 
 @dataclass
@@ -136,12 +146,13 @@ def _media_problem(pair: Pair, media_dir: Path) -> SkipReason | None:
 def _selected(
     pair: Pair,
     recording: Recording,
-    osm_label: str | None,
+    evidence: tuple[str | None, str | None, str | None],
     media_dir: Path,
     include_unreviewed: bool,
     reviewers: dict[int, tuple[str, ...]],
 ) -> SelectedPair | SkipReason:
     """The pair as the export takes it, or why it is left out."""
+    osm_label, osm_source, osm_source_date = evidence
     chosen = choose_label(pair, osm_label, include_unreviewed)
     if isinstance(chosen, SkipReason):
         return chosen
@@ -170,6 +181,15 @@ def _selected(
         clip_path=pair.clip_path,
         license=recording.license,
         author=recording.author,
+        source_url=recording.source_url,
+        image_source=pair.image_source,
+        image_acquired=pair.image_acquired,
+        image_resolution_m=pair.image_resolution_m,
+        footprint=pair.footprint,
+        osm_source=osm_source,
+        osm_source_date=osm_source_date,
+        final_reason=pair.final_reason,
+        looped=recording.looped,
     )
 
 
@@ -183,15 +203,16 @@ def select_pairs(session: Session, media_dir: Path, *, include_unreviewed: bool 
     """
     reviewers = reviewers_by_pair(session)
     rows = session.execute(
-        select(Pair, Recording, OsmEvidence.label)
+        select(Pair, Recording, OsmEvidence.label, OsmEvidence.source, OsmEvidence.source_date)
         .join(Recording, Pair.recording_id == Recording.id)
         .outerjoin(OsmEvidence, OsmEvidence.pair_id == Pair.id)
         .where(Pair.origin == PairOrigin.ORIGINAL, Recording.status == RecordingStatus.ACCEPTED)
         .order_by(Pair.id)
     )
     selection = Selection()
-    for pair, recording, osm_label in rows:
-        found = _selected(pair, recording, osm_label, media_dir, include_unreviewed, reviewers)
+    for pair, recording, osm_label, osm_source, osm_date in rows:
+        evidence = (osm_label, osm_source, osm_date)
+        found = _selected(pair, recording, evidence, media_dir, include_unreviewed, reviewers)
         if isinstance(found, SelectedPair):
             selection.pairs.append(found)
         else:

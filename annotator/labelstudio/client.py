@@ -109,8 +109,8 @@ def translate_errors(url: str, api_key: str, *, project_id: int | None = None) -
         raise LabelStudioUnavailable(f"Label Studio at {shown} did not answer in time; is it overloaded?") from None
     except (httpx.TransportError, httpx.InvalidURL, OSError):  # OSError: urllib's URLError (the /health probe)
         raise LabelStudioUnavailable(
-            f"Label Studio is not reachable at {shown}; is it running (python -m annotator.labelstudio.server "
-            "start …) and is --ls-url / LABEL_STUDIO_URL right?"
+            f"Label Studio is not reachable at {shown}; is it running (`annotator ls serve` starts one) and is "
+            "--ls-url / LABEL_STUDIO_URL right?"
         ) from None
     except ValueError as exc:  # JSON decoding of a non-Label-Studio answer (an HTML page at the wrong URL)
         raise LabelStudioUnavailable(

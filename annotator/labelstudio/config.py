@@ -23,35 +23,52 @@ IMAGE = "image"
 AUDIO = "audio"
 VERDICT = "verdict"
 COMMENT = "comment"
+#: Task data key of the overlay image: the aerial crop with the deciding OSM geometries drawn on it.
+OVERLAY = "overlay"
 #: Task data key of the model's suggestion ("model suggests forest (p = 0.87) …", from the latest rank run).
 MODEL = "model"
-#: Task data keys shown as text beside the media (the evidence an annotator weighs): the model's suggestion sits
-#: right under the OSM one, so a disagreement between the two is in plain sight.
+#: Task data keys shown beside the media (the evidence an annotator weighs), with their title and tag: HyperText
+#: fields hold HTML built by :mod:`annotator.labelstudio.tasks` from escaped values (links to the recording's page
+#: and to each OSM element), Text fields plain text. The model's suggestion sits right under the OSM one, so a
+#: disagreement between the two is in plain sight.
 TEXT_FIELDS = (
-    ("pair", "Pair"),
-    ("osm", "OSM suggestion"),
-    (MODEL, "Model suggestion"),
-    ("osm_tags", "Deciding OSM tags"),
-    ("note", "Note"),
+    ("pair", "Recording", "HyperText"),
+    ("osm", "OSM suggestion", "HyperText"),
+    (MODEL, "Model suggestion", "Text"),
+    ("osm_tags", "Deciding OSM elements (open on openstreetmap.org)", "HyperText"),
+    ("note", "Note", "Text"),
 )
 #: What a reviewer can choose: the 13 classes in their fixed order, then `unusable`.
 VERDICT_CHOICES: tuple[str, ...] = (*(c.value for c in SceneClass), Verdict.UNUSABLE.value)
+_PANEL = "flex: 1 1 320px; max-width: 512px"
 
 
 class PayloadError(ValueError):
     """A prediction or annotation does not fit the labelling config (a programming error, not user input)."""
 
 
+def _field(key: str, tag: str) -> str:
+    if tag == "HyperText":  # inline (no iframe), links open in a new tab, no text selection to annotate
+        return (
+            f'<HyperText name={quoteattr(key)} value={quoteattr("$" + key)} inline="true" clickableLinks="true" '
+            'selectionEnabled="false"/>'
+        )
+    return f"<Text name={quoteattr(key)} value={quoteattr('$' + key)}/>"
+
+
 def labelling_config() -> str:
-    """The XML labelling config: image, audio player, evidence text, one choice of 14, optional comment."""
-    texts = "".join(
-        f'<Header value={quoteattr(title)} size="6"/><Text name={quoteattr(key)} value={quoteattr("$" + key)}/>'
-        for key, title in TEXT_FIELDS
-    )
+    """The XML labelling config: the aerial image beside the overlay, the audio player, the evidence, one choice
+    of 14, an optional comment."""
+    texts = "".join(f'<Header value={quoteattr(title)} size="6"/>{_field(key, tag)}' for key, title, tag in TEXT_FIELDS)
     choices = "".join(f"<Choice value={quoteattr(value)}/>" for value in VERDICT_CHOICES)
     return (
         "<View>"
-        f'<Image name="{IMAGE}" value="${IMAGE}" zoom="true" maxWidth="512px"/>'
+        '<View style="display: flex; flex-wrap: wrap; gap: 12px">'
+        f'<View style="{_PANEL}"><Header value="Aerial image" size="6"/>'
+        f'<Image name="{IMAGE}" value="${IMAGE}" zoom="true" maxWidth="512px"/></View>'
+        f'<View style="{_PANEL}"><Header value="OSM evidence drawn on the image (+ = the recording point)" size="6"/>'
+        f'<Image name="{OVERLAY}" value="${OVERLAY}" zoom="true" maxWidth="512px"/></View>'
+        "</View>"
         f'<Audio name="{AUDIO}" value="${AUDIO}"/>'
         f"{texts}"
         '<Header value="Scene class (or unusable)"/>'
@@ -101,6 +118,17 @@ def prediction(label: SceneClass | str, *, model_version: str, score: float) -> 
     """
     result = [{**region, "id": uuid.uuid4().hex[:10]} for region in _validated_prediction_result(str(label))]
     return {"model_version": model_version, "score": float(score), "result": result}
+
+
+def blind_prediction(*, model_version: str, score: float) -> dict[str, Any]:
+    """A prediction that pre-selects nothing but keeps a task's place in the review queue: an empty `result` with
+    the score a pre-selecting prediction would have had.
+
+    Checked against Label Studio 1.23.2 (tests/labelstudio/test_evidence.py): it accepts an empty result, and its
+    uncertainty sampling serves such a task among the others by its score, so blind tasks (`build_task(...,
+    preselect=False)`) are met in the same order as the rest.
+    """
+    return {"model_version": model_version, "score": float(score), "result": []}
 
 
 @lru_cache(maxsize=64)

@@ -13,7 +13,9 @@ the checkpoint row of each project last (so an interrupted pull is simply repeat
   deleted). An incremental pull also retracts annotations missing from a task it fetched.
 
 Every annotation version becomes one :class:`~annotator.store.models.Review` (history: an update adds a row);
-skips (``was_cancelled``) are recorded. ``outcome`` compares the verdict with the task's prediction (the OSM class
+skips (``was_cancelled``) are recorded, with Label Studio's ``lead_time`` (seconds on the task; a full pull fills
+it in for reviews pulled before it was kept). Verdicts on control tasks are stored like any other; they never
+vote (:mod:`annotator.review`). ``outcome`` compares the verdict with the task's prediction (the OSM class
 the annotator saw): accepted / corrected, ``labelled`` when there was none, ``unusable`` or ``skipped``.
 """
 
@@ -192,7 +194,16 @@ def _review_of(
         comment=lsconfig.read_comment(annotation.get("result")),
         ls_created_at=parse_ls_datetime(annotation.get("created_at")),
         ls_updated_at=parse_ls_datetime(annotation.get("updated_at")),
+        lead_time_s=lead_time_of(annotation),
     )
+
+
+def lead_time_of(annotation: dict[str, Any]) -> float | None:
+    """Label Studio's ``lead_time`` of an annotation: seconds the annotator spent on the task (None if absent)."""
+    value = annotation.get("lead_time")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if value >= 0 and value == value else None
 
 
 def _apply_task(
@@ -209,12 +220,15 @@ def _apply_task(
     `held`: the store's reviews of this task (all versions), loaded per page by the caller.
     """
     predicted = predicted_label(task)
-    known = {(r.ls_annotation_id, r.ls_updated_at) for r in held}
+    known = {(r.ls_annotation_id, r.ls_updated_at): r for r in held}
     present: set[int] = set()
     for annotation in task.get("annotations") or []:
         version = (int(annotation["id"]), parse_ls_datetime(annotation.get("updated_at")))
         present.add(version[0])
-        if version in known:
+        stored = known.get(version)
+        if stored is not None:
+            if stored.lead_time_s is None:  # pulled before lead times were kept: fill it in
+                stored.lead_time_s = lead_time_of(annotation)
             continue
         review = _review_of(
             annotation,
@@ -225,7 +239,7 @@ def _apply_task(
             annotator=_annotator_of(annotation, emails),
         )
         session.add(review)
-        known.add(version)
+        known[version] = review
         report.outcomes[review.outcome] = report.outcomes.get(review.outcome, 0) + 1
         state.added += 1
     now = utcnow()

@@ -9,8 +9,9 @@ the rank prediction (``rank:<run>``, score = 1 − suspicion); pointing the proj
 * ``osm`` — the least confident OSM match first (the order before rank runs existed).
 
 Tasks pushed before the latest rank run and not reviewed yet (no annotation, no skip) are updated in place: their
-rank prediction replaced and their model text rewritten; a reviewed task is never touched. Each task's data names
-the run it shows (``rank_run``), so a second push with the same run changes nothing.
+rank prediction replaced and their model text rewritten; a reviewed task is never touched. A task pushed blind
+(``--blind-fraction``, issue 14) gets the run's prediction blind too: its score, pre-selecting nothing. Each
+task's data names the run it shows (``rank_run``), so a second push with the same run changes nothing.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from annotator.errors import AnnotatorError, LabelStudioUnavailable
+from annotator.labelstudio import config as lsconfig
 from annotator.labelstudio.client import Connection, iter_task_pages
 from annotator.labelstudio.tasks import (
     OSM_LABEL_KEY,
@@ -182,6 +184,7 @@ class QueueRefresh:
     candidates: list[tuple[int, int]] = field(default_factory=list)  # (task id, pair id) showing an older run
     current: int = 0  # unreviewed tasks already showing the latest run
     reviewed: int = 0  # tasks with an annotation or a skip: never touched
+    blind: set[int] = field(default_factory=set)  # ids of the project's tasks pushed without pre-selection
 
 
 def _unreviewed(task: dict[str, Any]) -> bool:
@@ -193,9 +196,16 @@ def _unreviewed(task: dict[str, Any]) -> bool:
 def find_stale_tasks(session: Session, conn: Connection, project: LabelStudioProject, ranking: Ranking) -> QueueRefresh:
     """The project's unreviewed tasks (made by this store) that do not show `ranking`'s run yet."""
     of_project = LabelStudioTask.project_id == project.id
-    rows = session.execute(select(LabelStudioTask.ls_task_id, LabelStudioTask.pair_id).where(of_project))
-    pair_of_task = {task_id: pair_id for task_id, pair_id in rows}
-    found = QueueRefresh()
+    rows = session.execute(
+        select(LabelStudioTask.ls_task_id, LabelStudioTask.pair_id, LabelStudioTask.preselected).where(of_project)
+    )
+    pair_of_task: dict[int, int] = {}
+    blind: set[int] = set()
+    for task_id, of_pair, preselected in rows:
+        pair_of_task[task_id] = of_pair
+        if not preselected:
+            blind.add(task_id)
+    found = QueueRefresh(blind=blind)
     for page in iter_task_pages(conn, project.ls_project_id, page_size=1000, fields="task_only", include=_LISTED):
         for task in page:
             pair_id = pair_of_task.get(task["id"])
@@ -237,7 +247,7 @@ def refresh_stale_tasks(
         tasks = [t for t in _fresh_tasks(conn, ls_project_id, list(chunk), with_predictions=True) if _stale(t, ranking)]
         if tasks:
             pairs = _pairs(session, [chunk[int(t["id"])] for t in tasks])
-            _replace_predictions(conn, ls_project_id, tasks, chunk, pairs, ranking)
+            _replace_predictions(conn, ls_project_id, tasks, chunk, pairs, ranking, found.blind)
             predicted.extend(int(t["id"]) for t in tasks)
         if on_batch is not None:
             on_batch(len(chunk))
@@ -288,11 +298,11 @@ def _pairs(session: Session, pair_ids: list[int]) -> dict[int, Pair]:
     return {p.id: p for p in session.scalars(query)}
 
 
-def _kept_predictions(task: dict[str, Any], pair: Pair | None) -> list[dict[str, Any]]:
+def _kept_predictions(task: dict[str, Any], pair: Pair | None, *, blind: bool = False) -> list[dict[str, Any]]:
     """A task's predictions other than rank ones, as they are (oldest first, so the OSM one stays first).
 
     A task pushed with an OSM prediction that has none any more lost it to a push killed between deleting and
-    re-importing a batch's predictions: it is made again from the store's evidence.
+    re-importing a batch's predictions: it is made again from the store's evidence (blind for a `blind` task).
     """
     listed = [p for p in task.get("predictions") or [] if isinstance(p, dict) and not is_rank_prediction(p)]
     kept = [
@@ -302,6 +312,8 @@ def _kept_predictions(task: dict[str, Any], pair: Pair | None) -> list[dict[str,
     osm_label = (task.get("data") or {}).get(OSM_LABEL_KEY)
     if not kept and osm_label and pair is not None and pair.osm_evidence and pair.osm_evidence.label == osm_label:
         rebuilt = osm_prediction(pair.osm_evidence)
+        if rebuilt is not None and blind:
+            rebuilt = lsconfig.blind_prediction(model_version=rebuilt["model_version"], score=rebuilt["score"])
         kept = [rebuilt] if rebuilt else []
     return kept
 
@@ -313,13 +325,18 @@ def _replace_predictions(
     pair_of_task: dict[int, int],
     pairs: dict[int, Pair],
     ranking: Ranking,
+    found_blind: set[int],
 ) -> None:
-    """Delete the tasks' predictions and import the kept ones followed by the latest rank prediction."""
+    """Delete the tasks' predictions and import the kept ones followed by the latest rank prediction (blind, for
+    the tasks in `found_blind`)."""
     requests: list[dict[str, Any]] = []
     for task in tasks:
         pair_id = pair_of_task[int(task["id"])]
+        blind = int(task["id"]) in found_blind
         rank = ranking.of(pair_id).prediction()
-        for prediction in [*_kept_predictions(task, pairs.get(pair_id)), *([rank] if rank else [])]:
+        if rank is not None and blind:  # a blind task shows no suggestion: the run's score keeps its queue place
+            rank = lsconfig.blind_prediction(model_version=rank["model_version"], score=rank["score"])
+        for prediction in [*_kept_predictions(task, pairs.get(pair_id), blind=blind), *([rank] if rank else [])]:
             requests.append({**prediction, "task": int(task["id"])})
     ids = [int(t["id"]) for t in tasks]
     created = len(requests)

@@ -7,7 +7,8 @@ setting). A server lives in a *data dir*: its SQLite database, ``server.pid``, `
 Starting on a fresh data dir copies a pre-migrated template database (``label-studio init`` run once into
 ``.cache/ls-template/<version>``), so a start takes seconds instead of the ~30–55 s of running every migration.
 
-CLI (prints only the URL; secrets go to the env file, mode 600)::
+Users start one with `annotator ls serve` / `annotator ls stop` (annotator.cli.labelstudio). The module's own CLI
+stays for scripts that used it (prints only the URL; secrets go to the env file, mode 600)::
 
     python -m annotator.labelstudio.server start --data-dir D --media-dir M --env-file F
     python -m annotator.labelstudio.server stop --data-dir D
@@ -43,6 +44,11 @@ PID_FILE = "server.pid"
 LOG_FILE = "server.log"
 CREDENTIALS_FILE = "credentials.json"
 ADMIN_EMAIL = "curator@example.com"
+LOOPBACK = "127.0.0.1"
+#: Label Studio's local-files document root; `annotator ls push` reads the same variable (--ls-files-root).
+FILES_ROOT_ENV = "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT"
+#: The shell lines `annotator ls serve` writes into the data dir (mode 600): `set -a; . DATA_DIR/ls.env; set +a`.
+ENV_FILE = "ls.env"
 START_TIMEOUT_S = 180.0
 TEMPLATE_TIMEOUT_S = 600.0
 #: Environment variables never handed to the server: plain USERNAME/PASSWORD make it create a superuser.
@@ -57,10 +63,13 @@ class Credentials:
     password: str
     token: str
     port: int
+    host: str = LOOPBACK
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        """Where it answers (on 127.0.0.1 when it listens on every interface)."""
+        host = LOOPBACK if self.host in ("0.0.0.0", "", "::") else self.host
+        return f"http://{host}:{self.port}"
 
 
 @dataclass(frozen=True)
@@ -97,12 +106,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _port_is_free(port: int) -> bool:
+def _port_is_free(port: int, host: str = LOOPBACK) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         # As the server binds: with SO_REUSEADDR, so connections lingering in TIME_WAIT do not count.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            sock.bind(("127.0.0.1", port))
+            sock.bind((host, port))
         except OSError:
             return False
         return True
@@ -118,7 +127,7 @@ def _server_env(data_dir: Path, media_dir: Path, creds: Credentials) -> dict[str
         LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN="true",
         LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK="true",
         LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED="true",
-        LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT=str(media_dir),
+        LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT=str(media_dir),  # FILES_ROOT_ENV
         SENTRY_DSN="",
         FRONTEND_SENTRY_DSN="",
         COLLECT_ANALYTICS="false",
@@ -169,7 +178,7 @@ def template_database(binary: Path) -> Path:
     return target
 
 
-def _write_private(path: Path, text: str) -> None:
+def write_private(path: Path, text: str) -> None:
     """Write `text` to `path` atomically with mode 600 (secrets inside), set before any byte is written."""
     with atomic_path(path) as tmp:
         tmp.chmod(0o600)
@@ -197,14 +206,22 @@ def make_private(data_dir: Path) -> None:
             path.chmod(0o600)
 
 
-def _load_or_make_credentials(data_dir: Path) -> Credentials:
+def _load_or_make_credentials(data_dir: Path, port: int | None = None, host: str = LOOPBACK) -> Credentials:
+    """The data dir's saved login and token (or new ones), on `port` if given, else the saved port while free.
+
+    Raises:
+        LabelStudioUnavailable: `port` is taken (Label Studio would silently move to another one).
+    """
+    if port is not None and not _port_is_free(port, host):
+        raise LabelStudioUnavailable(f"port {port} on {host} is taken; choose another --port or leave it out")
     path = data_dir / CREDENTIALS_FILE
     if path.is_file():
         saved = json.loads(path.read_text())
         creds = Credentials(**saved)
-        port = creds.port if _port_is_free(creds.port) else free_port()
-        return Credentials(creds.email, creds.password, creds.token, port)
-    return Credentials(ADMIN_EMAIL, secrets.token_urlsafe(12), secrets.token_hex(20), free_port())
+        if port is None:
+            port = creds.port if _port_is_free(creds.port, host) else free_port()
+        return Credentials(creds.email, creds.password, creds.token, port, host)
+    return Credentials(ADMIN_EMAIL, secrets.token_urlsafe(12), secrets.token_hex(20), port or free_port(), host)
 
 
 def read_pid(data_dir: Path) -> int | None:
@@ -228,7 +245,7 @@ def _spawn(binary: Path, data_dir: Path, media_dir: Path, creds: Credentials) ->
     """Run `label-studio start` in its own session (so stop can end its whole group), logging to the data dir."""
     database = data_dir / DB_NAME
     command = [str(binary), "start", "--no-browser", "--data-dir", str(data_dir), "--database", str(database)]
-    command += ["--internal-host", "127.0.0.1", "--port", str(creds.port), "--log-level", "WARNING"]
+    command += ["--internal-host", creds.host, "--port", str(creds.port), "--log-level", "WARNING"]
     log_fd = os.open(data_dir / LOG_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     with open(log_fd, "ab") as log:
         proc = subprocess.Popen(
@@ -244,10 +261,19 @@ def _spawn(binary: Path, data_dir: Path, media_dir: Path, creds: Credentials) ->
     return proc
 
 
-def start(data_dir: Path, media_dir: Path, *, timeout_s: float = START_TIMEOUT_S) -> RunningServer:
-    """Start Label Studio for `data_dir` serving local files from `media_dir`; return once /health is UP.
+def start(
+    data_dir: Path,
+    media_dir: Path,
+    *,
+    port: int | None = None,
+    host: str = LOOPBACK,
+    timeout_s: float = START_TIMEOUT_S,
+) -> RunningServer:
+    """Start Label Studio for `data_dir` serving local files from `media_dir` (its local-files document root:
+    the media dir, or a folder containing it); return once /health is UP.
 
-    A data dir started before keeps its database, login and token (and its port when still free).
+    A data dir started before keeps its database, login and token (and its port when still free). It listens on
+    `host` (127.0.0.1: this machine only) at `port` (default: a free one).
 
     Raises:
         LabelStudioUnavailable: not installed, already running, or it did not come up in time (the log is named).
@@ -262,8 +288,8 @@ def start(data_dir: Path, media_dir: Path, *, timeout_s: float = START_TIMEOUT_S
     if not (data_dir / DB_NAME).exists():
         _copy_private(template_database(binary), data_dir / DB_NAME)
     make_private(data_dir)
-    creds = _load_or_make_credentials(data_dir)
-    _write_private(data_dir / CREDENTIALS_FILE, json.dumps(creds.__dict__))
+    creds = _load_or_make_credentials(data_dir, port, host)
+    write_private(data_dir / CREDENTIALS_FILE, json.dumps(creds.__dict__))
     proc = _spawn(binary, data_dir, media_dir, creds)
     log_path = data_dir / LOG_FILE
     deadline = time.monotonic() + timeout_s
@@ -308,15 +334,46 @@ def _alive(pid: int) -> bool:
     return pid_alive(pid)
 
 
-def env_file_text(server: RunningServer) -> str:
-    """Shell `KEY=value` lines for a started server (sourced by scripts/demo.sh)."""
+def env_file_text(server: RunningServer, files_root: Path | None = None) -> str:
+    """Shell `KEY=value` lines for a started server (sourced by scripts/demo.sh), with its local-files root when
+    given (what `annotator ls push` reads as --ls-files-root)."""
     lines = {
         "LABEL_STUDIO_URL": server.url,
         "LABEL_STUDIO_API_KEY": server.api_key,
         "LABEL_STUDIO_LOGIN_EMAIL": server.email,
         "LABEL_STUDIO_LOGIN_PASSWORD": server.password,
     }
+    if files_root is not None:
+        lines[FILES_ROOT_ENV] = str(files_root)
     return "".join(f"{key}='{value}'\n" for key, value in lines.items())
+
+
+@dataclass(frozen=True)
+class Served:
+    """What `annotator ls serve` started: where it answers and where its secrets are (never the secrets)."""
+
+    url: str
+    pid: int
+    data_dir: Path
+    files_root: Path
+    credentials_file: Path  # the admin login and API token, mode 600
+    env_file: Path  # shell lines for `annotator ls push`, mode 600
+
+
+def serve(
+    data_dir: Path, files_root: Path, *, port: int | None = None, host: str = LOOPBACK, env_file: Path | None = None
+) -> Served:
+    """Start a server (:func:`start`) and write its `KEY=value` lines, the files root among them, to `env_file`
+    (default ``DATA_DIR/ls.env``, mode 600).
+
+    Raises:
+        LabelStudioUnavailable: as :func:`start`.
+    """
+    server = start(data_dir, files_root, port=port, host=host)
+    root = files_root.resolve()
+    env_path = (env_file or server.data_dir / ENV_FILE).resolve()
+    write_private(env_path, env_file_text(server, root))
+    return Served(server.url, server.pid, server.data_dir, root, server.data_dir / CREDENTIALS_FILE, env_path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -336,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "start":
             server = start(args.data_dir, args.media_dir)
-            _write_private(args.env_file.resolve(), env_file_text(server))
+            write_private(args.env_file.resolve(), env_file_text(server))
             print(server.url)
         else:
             stopped = stop(args.data_dir)

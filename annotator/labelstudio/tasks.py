@@ -1,5 +1,11 @@
-"""The Label Studio task of a pair: media URLs, the OSM evidence as text, the OSM prediction and, once
-`annotator rank` has run, the model's suggestion (SPEC §7, issue 13).
+"""The Label Studio task of a pair: media URLs, the evidence an annotator weighs, the OSM prediction and, once
+`annotator rank` has run, the model's suggestion (SPEC §7, issues 13 and 14).
+
+The evidence names the recording (source, id, author, licence, a link to its page), the imagery's acquisition date
+when known, and each deciding OSM element with a link to its page on openstreetmap.org, its last edit and age (an
+edit older than :data:`OLD_EDIT_YEARS` is flagged); it is HTML for Label Studio's HyperText tags, built only from
+escaped values and links whose scheme is http(s), so nothing an OSM mapper or a recordist wrote can inject markup.
+The ``overlay`` image (:mod:`annotator.labelstudio.overlays`) shows the deciding geometries on the aerial crop.
 
 A task carries up to two predictions, the OSM class first (``osm:<source>@<date>``, score = OSM confidence) and the
 rank run's suggested class (``rank:<run id>``, score = 1 − suspicion). Label Studio's uncertainty sampling serves
@@ -15,14 +21,17 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from html import escape
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from annotator.errors import LabelStudioUnavailable
 from annotator.labelstudio import config as lsconfig
-from annotator.store.models import OsmEvidence, Pair
-from annotator.vocabulary import PairOrigin
+from annotator.labelstudio.overlays import overlay_relpath
+from annotator.store.models import OsmEvidence, Pair, Recording
+from annotator.vocabulary import PairOrigin, RecordingSource
 
 #: Task data key holding the pre-selected OSM class (the export lists predictions by id only; pull reads this).
 OSM_LABEL_KEY = "osm_label"
@@ -35,6 +44,21 @@ RANK_RUN_KEY = "rank_run"
 RANK_VERSION_PREFIX = "rank:"
 #: What the model field shows before any rank run.
 NO_RANK_TEXT = "no rank run yet (`annotator rank` scores how likely each label is wrong)"
+#: An OSM edit older than this many years is flagged "old": the ground may have changed since.
+OLD_EDIT_YEARS = 5.0
+#: At most this many OSM elements are listed in a task (the decided one first).
+MAX_LISTED_ELEMENTS = 6
+#: At most this many tags are listed per OSM element.
+MAX_LISTED_TAGS = 8
+OSM_WEB = "https://www.openstreetmap.org"
+FREESOUND_PAGE = "https://freesound.org/s/{id}/"
+#: The overlay image of a task whose pair has none (no OSM evidence yet): a small grey square, inline, because
+#: Label Studio refuses a task without a value for each image of the labelling config.
+NO_OVERLAY = (
+    "data:image/png;base64,"
+    "iVBORw0KGgoAAAANSUhEUgAAAAQAAAAECAIAAAAmkwkpAAAAFElEQVR42mNsaGhggAEmBiSAmwMATAQBiHvQRdYAAAAASUVORK5CYII="
+)
+_OSM_TYPES = ("node", "way", "relation")
 
 
 def rank_model_version(run_id: int) -> str:
@@ -118,29 +142,100 @@ class MediaRoute:
         return f"/data/local-files/?d={quote(served)}"
 
 
-def _element_text(element: dict[str, Any]) -> str:
-    tag_text = ", ".join(f"{k}={v}" for k, v in sorted((element.get("tags") or {}).items())[:8])
-    stamp = str(element.get("timestamp") or "")[:10]
-    return (
-        f"{element.get('type', '?')} {element.get('id', '?')} v{element.get('version', '?')} "
-        f"({stamp or 'no date'}): {tag_text}"
-    )
+def _link(url: str | None, text: str) -> str:
+    """An HTML link opening in a new tab, or the escaped text alone when `url` is not an http(s) URL."""
+    if not url or urlsplit(url).scheme not in ("http", "https"):
+        return escape(text)
+    return f'<a href="{escape(url, quote=True)}" target="_blank" rel="noopener noreferrer">{escape(text)}</a>'
 
 
-def _evidence_texts(pair: Pair) -> dict[str, str]:
-    ev = pair.osm_evidence
+def recording_url(recording: Recording) -> str | None:
+    """The recording's page: its stored source URL (http(s) only), else its Freesound page; None when unknown."""
+    if recording.source_url and urlsplit(recording.source_url).scheme in ("http", "https"):
+        return recording.source_url
+    if recording.source == RecordingSource.FREESOUND and str(recording.source_id).isdigit():
+        return FREESOUND_PAGE.format(id=recording.source_id)
+    return None
+
+
+def element_url(element: dict[str, Any]) -> str | None:
+    """The element's page on openstreetmap.org, e.g. https://www.openstreetmap.org/way/123; None if malformed."""
+    kind, ident = element.get("type"), element.get("id")
+    if kind not in _OSM_TYPES or isinstance(ident, bool) or not isinstance(ident, int) or ident <= 0:
+        return None
+    return f"{OSM_WEB}/{kind}/{ident}"
+
+
+def _edited(stamp: str | datetime | None) -> datetime | None:
+    if isinstance(stamp, datetime):
+        return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
+    if not stamp:
+        return None
+    try:
+        parsed = datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def edit_age_text(stamp: str | datetime | None, now: datetime) -> str:
+    """ "edited 2016-04-02, 10.7 years ago (old …)" — or "no edit date"; escaped HTML."""
+    edited = _edited(stamp)
+    if edited is None:
+        return "no edit date"
+    years = max(0.0, (now - edited).total_seconds() / (365.25 * 86400))
+    text = f"edited {edited:%Y-%m-%d}, {years:.1f} years ago"
+    if years > OLD_EDIT_YEARS:
+        return f'{escape(text)} <b style="color: #c0392b">old: the ground may have changed since</b>'
+    return escape(text)
+
+
+def _element_html(element: dict[str, Any], now: datetime) -> str:
+    name = f"{element.get('type', '?')} {element.get('id', '?')}"
+    tags = sorted((element.get("tags") or {}).items())[:MAX_LISTED_TAGS]
+    tag_text = ", ".join(f"{k}={v}" for k, v in tags)
+    role = "decided" if element.get("decided") else "candidate"
+    klass = element.get("class")
+    parts = [
+        _link(element_url(element), name) + (f" v{escape(str(element['version']))}" if element.get("version") else ""),
+        f"<b>{escape(str(klass))}</b> ({role})" if klass else escape(role),
+        edit_age_text(element.get("timestamp"), now),
+        escape(tag_text) or "no tags",
+    ]
+    return " · ".join(parts)
+
+
+def _pair_html(pair: Pair) -> str:
+    """The recording (source, id, author, licence, link), then the pair, then the imagery's acquisition date."""
+    rec = pair.recording
+    source = {RecordingSource.FREESOUND: "Freesound"}.get(rec.source, "recording")
+    line = _link(recording_url(rec), f"{source} {rec.source_id}")
+    line += f" by {escape(rec.author)}" if rec.author else " (author unknown)"
+    line += f" · licence {escape(rec.license)}" if rec.license else " · licence unknown"
     pair_text = f"pair {pair.id} at {pair.lat:.6f}, {pair.lon:.6f}"
     if pair.origin != PairOrigin.ORIGINAL:
         pair_text += f" (offset {pair.direction} {pair.offset_m or 0:.0f} m from pair {pair.parent_pair_id})"
+    imagery = f"imagery acquired {pair.image_acquired}" if pair.image_acquired else "imagery acquisition date unknown"
+    return f"{line}<br/>{escape(pair_text)} · {escape(imagery)}"
+
+
+def _evidence_texts(pair: Pair, now: datetime) -> dict[str, str]:
+    ev = pair.osm_evidence
+    pair_html = _pair_html(pair)
     if ev is None:
-        return {"pair": pair_text, "osm": "not pre-labelled", "osm_tags": NO_NOTE}
+        return {"pair": pair_html, "osm": "not pre-labelled (no overlay)", "osm_tags": NO_NOTE}
     edit = f"; last edit {ev.last_edit_at:%Y-%m-%d}" if ev.last_edit_at else ""
     if ev.label:
-        osm = f"{ev.label} (confidence {ev.confidence:.2f}{edit}; {model_version_of(ev)})"
+        osm = escape(f"{ev.label} (confidence {ev.confidence:.2f}{edit}; {model_version_of(ev)})")
     else:
-        osm = f"no OSM class matched ({model_version_of(ev)}): choose from the image and the sound"
-    tags = [_element_text(element) for element in (ev.elements or [])[:6]]
-    return {"pair": pair_text, "osm": osm, "osm_tags": "; ".join(tags) or NO_NOTE}
+        osm = escape(f"no OSM class matched ({model_version_of(ev)}): choose from the image and the sound")
+    if ev.last_edit_at:
+        osm += "<br/>deciding element " + edit_age_text(ev.last_edit_at, now)
+    items = [
+        f"<li>{_element_html(e, now)}</li>" for e in (ev.elements or [])[:MAX_LISTED_ELEMENTS] if isinstance(e, dict)
+    ]
+    tags = f'<ul style="margin: 0; padding-left: 18px">{"".join(items)}</ul>' if items else NO_NOTE
+    return {"pair": pair_html, "osm": osm, "osm_tags": tags}
 
 
 def osm_prediction(evidence: OsmEvidence | None) -> dict[str, Any] | None:
@@ -157,6 +252,14 @@ def rank_data(rank: RankSuggestion | None) -> dict[str, Any]:
     return {lsconfig.MODEL: rank.text(), RANK_RUN_KEY: rank.run_id}
 
 
+def overlay_url(pair: Pair, media: MediaRoute) -> str:
+    """The task's overlay image: its media URL when the file exists, else :data:`NO_OVERLAY`."""
+    rel = overlay_relpath(pair)
+    if rel is None or not (media.media_dir / rel).is_file():
+        return NO_OVERLAY
+    return media.url(rel)
+
+
 def build_task(
     pair: Pair,
     *,
@@ -164,15 +267,24 @@ def build_task(
     note: str = NO_NOTE,
     predict: bool = True,
     rank: RankSuggestion | None = None,
+    preselect: bool = True,
+    now: datetime | None = None,
 ) -> dict[str, Any]:
-    """The Label Studio task of a pair: media URLs, evidence texts, the model's suggestion and (unless `predict`
-    is off) the OSM prediction then the rank prediction, where there is one of each."""
+    """The Label Studio task of a pair: media URLs (the overlay's when its file exists), evidence, the model's
+    suggestion and (unless `predict` is off) the OSM prediction then the rank prediction, where there is one of each.
+
+    With ``preselect=False`` (a blind task, for measuring anchoring) the task keeps every evidence text and the
+    ``osm_label`` key pull compares verdicts with, but its predictions pre-select nothing: each keeps its model
+    version and score with an empty result (:func:`~annotator.labelstudio.config.blind_prediction`), so the task
+    holds its place in Label Studio's uncertainty-sampling order. `now` dates the edit ages (default: the clock).
+    """
     assert pair.image_path and pair.clip_path
     data: dict[str, Any] = {
         "pair_id": pair.id,
         lsconfig.IMAGE: media.url(pair.image_path),
+        lsconfig.OVERLAY: overlay_url(pair, media),
         lsconfig.AUDIO: media.url(pair.clip_path),
-        **_evidence_texts(pair),
+        **_evidence_texts(pair, now or datetime.now(UTC)),
         **rank_data(rank),
         "note": note,
     }
@@ -184,6 +296,10 @@ def build_task(
     if osm is not None and ev is not None:
         data[OSM_LABEL_KEY] = ev.label
     predictions = [p for p in (osm, rank.prediction() if rank else None) if p is not None]
+    if not preselect:
+        predictions = [
+            lsconfig.blind_prediction(model_version=p["model_version"], score=p["score"]) for p in predictions
+        ]
     if predictions:
         task["predictions"] = predictions
     return task

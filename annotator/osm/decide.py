@@ -19,7 +19,7 @@ from shapely import STRtree
 from shapely.geometry import Point, box
 from shapely.ops import unary_union
 
-from annotator.osm.features import Feature, metres_per_degree, to_local_metres
+from annotator.osm.features import Feature, evidence_geometry, metres_per_degree, to_local_metres
 from annotator.osm.tags import Match
 from annotator.vocabulary import SceneClass
 
@@ -28,6 +28,9 @@ DEFAULT_RADIUS_M = 40.0
 DEFAULT_STATION_CONTEXT_M = 300.0
 #: At most this many candidates besides the chosen one are kept as evidence.
 MAX_OTHER_CANDIDATES = 9
+#: Evidence geometry is kept within the footprint grown by this share of its size on every side (the overlay
+#: image draws the footprint; a little beyond keeps outlines that run along its edge whole).
+GEOMETRY_MARGIN = 0.1
 
 Bounds = tuple[float, float, float, float]  # (west, south, east, north) in degrees
 
@@ -146,7 +149,10 @@ def decide(lat: float, lon: float, footprint: Bounds, index: FeatureIndex, optio
     else:
         strength = coverage.get(rule.scene_class.value, 0.0)
     confidence = round(rule.weight * (0.5 + 0.5 * strength), 3)
-    elements = [_evidence(c, decided=(i == 0)) for i, c in enumerate(candidates[: MAX_OTHER_CANDIDATES + 1])]
+    frame = geometry_frame(footprint)
+    elements = [
+        _evidence(c, decided=(i == 0), frame=frame) for i, c in enumerate(candidates[: MAX_OTHER_CANDIDATES + 1])
+    ]
     return Decision(
         label=rule.scene_class,
         confidence=confidence,
@@ -156,7 +162,16 @@ def decide(lat: float, lon: float, footprint: Bounds, index: FeatureIndex, optio
     )
 
 
-def _evidence(candidate: _Candidate, *, decided: bool) -> dict[str, Any]:
+def geometry_frame(footprint: Bounds, margin: float = GEOMETRY_MARGIN) -> Bounds:
+    """The footprint grown by `margin` of its width and height on every side: where evidence geometry is kept."""
+    west, south, east, north = footprint
+    dx, dy = (east - west) * margin, (north - south) * margin
+    return (west - dx, south - dy, east + dx, north + dy)
+
+
+def _evidence(candidate: _Candidate, *, decided: bool, frame: Bounds) -> dict[str, Any]:
+    """The evidence dict of a candidate: identity, tags, class, distance or area, and its geometry in the frame
+    (GeoJSON-like [lon, lat] lists, simplified well below a pixel; absent from evidence of older versions)."""
     out = candidate.feature.ref.as_evidence()
     out["class"] = candidate.feature.rule.scene_class.value
     out["decided"] = decided
@@ -164,4 +179,5 @@ def _evidence(candidate: _Candidate, *, decided: bool) -> dict[str, Any]:
         out["distance_m"] = round(candidate.distance_m, 1)
     else:
         out["area_m2"] = round(candidate.feature.area_m2, 1)
+    out["geometry"] = evidence_geometry(candidate.feature.geometry, frame)
     return out

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 import shapely
-from shapely.geometry import LineString, MultiPolygon, Point, Polygon
+from shapely.geometry import LineString, MultiLineString, MultiPolygon, Point, Polygon, mapping
 from shapely.geometry.base import BaseGeometry
 from shapely.ops import polygonize, unary_union
 
@@ -206,3 +206,57 @@ def features_from_elements(elements: Iterable[Mapping[str, Any]]) -> list[Featur
         polygonal = isinstance(geometry, Polygon | MultiPolygon)
         out[key] = Feature(ref, rule, geometry, area_m2(geometry) if polygonal else 0.0)
     return sorted(out.values(), key=lambda f: (f.ref.type, f.ref.id))
+
+
+#: How far the stored evidence geometry may stray from the OSM one (metres): a fifth of a 0.5 m image pixel.
+EVIDENCE_TOLERANCE_M = 0.1
+#: Decimals kept in stored evidence coordinates (1e-7° ≈ 1 cm).
+EVIDENCE_DECIMALS = 7
+
+
+def _rounded(coords: Any) -> Any:
+    """GeoJSON coordinates as nested lists, rounded to :data:`EVIDENCE_DECIMALS`."""
+    if isinstance(coords, tuple | list) and coords and isinstance(coords[0], int | float):
+        return [round(float(c), EVIDENCE_DECIMALS) for c in coords[:2]]
+    return [_rounded(c) for c in coords]
+
+
+def evidence_geometry(
+    geometry: BaseGeometry, frame: tuple[float, float, float, float], *, tolerance_m: float = EVIDENCE_TOLERANCE_M
+) -> dict[str, Any] | None:
+    """`geometry` clipped to `frame` (west, south, east, north), simplified to `tolerance_m` and written as a
+    GeoJSON-like dict of [lon, lat] lists (Point, LineString, Polygon or their Multi forms); None when nothing
+    of it lies in the frame (or the frame straddles the antimeridian, which the crop maths does not draw)."""
+    west, south, east, north = frame
+    if not west < east or not south < north or geometry.is_empty:
+        return None
+    if isinstance(geometry, Point):
+        inside = west <= geometry.x <= east and south <= geometry.y <= north
+        return {"type": "Point", "coordinates": _rounded(geometry.coords[0])} if inside else None
+    clipped = shapely.clip_by_rect(geometry, west, south, east, north)
+    if clipped.is_empty:
+        return None
+    kx, ky = metres_per_degree((south + north) / 2)
+    simple = clipped.simplify(tolerance_m / max(kx, ky), preserve_topology=True)
+    parts = _drawable_parts(simple if not simple.is_empty else clipped)
+    if not parts:
+        return None
+    shape = parts[0] if len(parts) == 1 else _multi(parts)
+    mapped = mapping(shape)
+    return {"type": mapped["type"], "coordinates": _rounded(mapped["coordinates"])}
+
+
+def _drawable_parts(geometry: BaseGeometry) -> list[BaseGeometry]:
+    """The polygons, or else the lines, of a clip result (a clipped polygon can leave a collection)."""
+    flat = [g for g in getattr(geometry, "geoms", [geometry]) if not g.is_empty]
+    flat = [p for g in flat for p in getattr(g, "geoms", [g])]
+    polygons = [g for g in flat if isinstance(g, Polygon)]
+    if polygons:
+        return list(polygons)
+    return [g for g in flat if isinstance(g, LineString)]
+
+
+def _multi(parts: list[BaseGeometry]) -> BaseGeometry:
+    if isinstance(parts[0], Polygon):
+        return MultiPolygon(parts)
+    return MultiLineString(parts)

@@ -21,9 +21,10 @@ from typing import Protocol
 
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from annotator.errors import AnnotatorError, OverpassRefused, redact_url
+from annotator.labelstudio.overlays import ensure_overlays
 from annotator.osm.answer import BadAnswer, parse_answer
 from annotator.osm.cluster import DEFAULT_CELL_KM, Cluster, PointTask, cluster_points
 from annotator.osm.decide import Bounds, Decision, DecisionOptions, FeatureIndex, decide
@@ -154,6 +155,9 @@ class PrelabelReport:
     cache_hits: int = 0
     per_class: Counter[str] = field(default_factory=Counter)
     error: str | None = None
+    overlays_rendered: int = 0  # overlay images drawn for the review tasks (pairs with an image, media dir given)
+    overlays_failed: int = 0  # the image could not be read: `ls push` tries again
+    overlay_seconds: float = 0.0
 
     @property
     def points_per_request(self) -> float:
@@ -229,6 +233,22 @@ def _store_points(
     return decisions
 
 
+def _render_overlays(session: Session, media_dir: Path, cluster: Cluster, report: PrelabelReport) -> None:
+    """Draw the overlays of the cluster's pairs that have an image (a missing or unreadable image is counted and
+    left for `ls push`, which renders what is missing)."""
+    ids = [p.pair_id for p in cluster.points]
+    pairs = session.scalars(
+        select(Pair)
+        .where(Pair.id.in_(ids), Pair.image_path.is_not(None))
+        .options(selectinload(Pair.osm_evidence))
+        .order_by(Pair.id)
+    ).all()
+    done = ensure_overlays(media_dir, pairs)
+    report.overlays_rendered += done.rendered
+    report.overlays_failed += done.failed
+    report.overlay_seconds += done.seconds
+
+
 class _KeptConflicting(Exception):
     """The cluster's commit conflicted with another run more than :data:`CONFLICT_RETRIES` times."""
 
@@ -264,6 +284,7 @@ def prelabel_pairs(
     cell_km: float = DEFAULT_CELL_KM,
     force: bool = False,
     progress: Callable[[int], None] | None = None,
+    media_dir: Path | None = None,
 ) -> PrelabelReport:
     """Store OSM evidence for every pair lacking it (all pairs with `force`), one committed batch per cluster.
 
@@ -277,6 +298,8 @@ def prelabel_pairs(
         cell_km: side of the clustering cell; the pairs of one cell share one query.
         force: decide again for pairs that already have evidence (their old evidence is replaced).
         progress: called with the number of pairs after each committed cluster.
+        media_dir: the store's media directory; when given, the overlay image of every decided pair that has an
+            aerial image is rendered right after its cluster is committed (:mod:`annotator.labelstudio.overlays`).
 
     Pairs another run on the same store gives evidence to meanwhile are skipped (``report.done_elsewhere``).
     """
@@ -298,6 +321,8 @@ def prelabel_pairs(
             break
         for decision in decisions:
             report.count(decision)
+        if media_dir is not None and decisions:
+            _render_overlays(work.session, media_dir, cluster, report)
         report.done_elsewhere += elsewhere
         report.clusters += 1
         if progress is not None:

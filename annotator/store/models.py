@@ -24,6 +24,9 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
 )
+from sqlalchemy import (
+    true as sa_true,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from annotator.vocabulary import (
@@ -38,6 +41,7 @@ from annotator.vocabulary import (
     RecordingStatus,
     RejectReason,
     ReviewOutcome,
+    TaskKind,
 )
 
 # Named constraints: SQLite batch migrations can only drop or alter a constraint that has a name.
@@ -164,6 +168,7 @@ class Pair(Base):
     footprint_south: Mapped[float | None] = mapped_column(Float)
     footprint_east: Mapped[float | None] = mapped_column(Float)
     footprint_north: Mapped[float | None] = mapped_column(Float)
+    image_acquired: Mapped[str | None] = mapped_column(String(32))  # the imagery's acquisition date, when it says
     # revision 0004: the final label and why (SPEC §4, §7)
     final_label: Mapped[str | None] = mapped_column(String(32))  # a SceneClass value or Verdict.UNUSABLE
     final_reason: Mapped[FinalReason | None] = mapped_column(EnumText(FinalReason, 16))
@@ -252,7 +257,7 @@ class LabelStudioTask(Base):
 
     __tablename__ = "ls_tasks"
     __table_args__ = (
-        UniqueConstraint("project_id", "pair_id"),
+        UniqueConstraint("project_id", "pair_id", "kind"),
         UniqueConstraint("project_id", "ls_task_id"),
     )
 
@@ -261,6 +266,12 @@ class LabelStudioTask(Base):
     pair_id: Mapped[int] = mapped_column(ForeignKey("pairs.id", ondelete="CASCADE"), index=True)
     ls_task_id: Mapped[int] = mapped_column(Integer)
     pushed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # revision 0007 (issue 14): a control item is a second task of a settled pair in the same project.
+    kind: Mapped[TaskKind] = mapped_column(EnumText(TaskKind, 16), default=TaskKind.REVIEW, server_default="review")
+    # False: pushed blind, without the pre-selected suggestion (`ls push --blind-fraction`), for the anchoring figure.
+    preselected: Mapped[bool] = mapped_column(Boolean, default=True, server_default=sa_true())
+    # Annotations Label Studio collects for the task (`ls push --overlap N`); None: the project's default.
+    overlap: Mapped[int | None] = mapped_column(Integer)
 
 
 class LabelStudioPull(Base):
@@ -299,6 +310,7 @@ class Review(Base):
     ls_updated_at: Mapped[datetime | None] = mapped_column()
     pulled_at: Mapped[datetime] = mapped_column(default=utcnow)
     retracted_at: Mapped[datetime | None] = mapped_column()  # the annotation was deleted in Label Studio
+    lead_time_s: Mapped[float | None] = mapped_column(Float)  # Label Studio's lead_time: seconds spent on the task
 
 
 # ------------------------------------------------------------------------------------------ revision 0005

@@ -12,6 +12,7 @@ import re
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable
+from datetime import datetime
 from types import TracebackType
 
 from PIL import Image, UnidentifiedImageError
@@ -137,3 +138,25 @@ def format_template(template: str, z: int, x: int, y: int, subdomain: str = "") 
 def has_xyz_fields(template: str) -> bool:
     """True when the template names the zoom, the column and the row."""
     return "{z}" in template and "{x}" in template and ("{y}" in template or "{-y}" in template)
+
+
+def parse_acquisition_date(value: str | None) -> str | None:
+    """An acquisition date as ISO 8601 (``2021-06-15`` or ``2021-06-15T10:30:00``), or None when there is none.
+
+    Understands TIFF's ``YYYY:MM:DD HH:MM:SS``, ISO dates and date-times, and keeps another value that names a
+    year (a WMS ``TIME`` range such as ``2020-05-01/2020-08-31``) as given, cut to 32 characters.
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    match = re.fullmatch(r"(\d{4})[:\-/](\d{2})[:\-/](\d{2})(?:[ T](\d{2}):(\d{2})(?::(\d{2}))?\S*)?", text)
+    if match:
+        year, month, day, hour, minute, second = match.groups()
+        try:
+            when = datetime(int(year), int(month), int(day), int(hour or 0), int(minute or 0), int(second or 0))
+        except ValueError:
+            return None  # 0000:00:00 00:00:00 and other placeholders
+        return when.date().isoformat() if hour is None else when.isoformat()
+    if re.search(r"\b(1[89]|2\d)\d{2}\b", text):
+        return text[:32]
+    return None

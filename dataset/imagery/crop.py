@@ -1,8 +1,11 @@
-"""A square aerial image centred on a coordinate at a target ground resolution, cut from a tile source.
+"""A square aerial image centred on a coordinate at a target ground resolution, cut from an imagery source.
 
-The zoom is the coarsest one whose pixels are at least as fine as the target (capped at the source's finest
-level, then upsampled); the covering tiles are stitched and the window is resampled with Lanczos from a float
-box, so the point lands on the exact centre of the output, to a fraction of a pixel.
+From a tile pyramid, the zoom is the coarsest one whose pixels are at least as fine as the target (capped at the
+source's finest level, then upsampled); the covering tiles are stitched and the window is resampled with Lanczos
+from a float box, so the point lands on the exact centre of the output, to a fraction of a pixel.
+
+A :class:`FrameSource` (a GeoTIFF, a WMS) renders the same frame itself: ``geo.mercator_frame`` gives the crop's
+pixel grid in Web-Mercator metres, and the source warps or requests exactly that grid.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from annotator.errors import ImageryError
 from annotator.vocabulary import ImageryFailure
 from dataset.imagery.base import TileSource
 from dataset.imagery.geo import (
+    EQUATOR_MPP_Z0,
+    MAX_ZOOM,
     TILE_SIZE,
     check_latitude,
     footprint_bbox,
@@ -39,6 +44,10 @@ class Crop:
         resolution_m: Metres per pixel of ``image`` (the target resolution).
         native_resolution_m: Metres per pixel of the source at ``zoom``; larger than ``resolution_m`` when the
             source could not reach the target and the image was upsampled.
+        acquired: When the imagery was taken (ISO 8601 date or date-time), where the source says it.
+
+    For a :class:`FrameSource`, ``zoom`` is the Web-Mercator zoom whose resolution at the point is nearest the
+    source's own (for the record: no tiles were read).
     """
 
     image: Image.Image
@@ -46,10 +55,35 @@ class Crop:
     zoom: int
     resolution_m: float
     native_resolution_m: float
+    acquired: str | None = None
 
     @property
     def upsampled(self) -> bool:
         return self.native_resolution_m > self.resolution_m * (1 + 1e-9)
+
+
+class FrameSource(TileSource):
+    """A source that renders a crop's frame in one go (a GeoTIFF warped into it, a WMS asked for it), not from
+    XYZ tiles; :func:`crop_at` hands such a source the frame. It is a :class:`TileSource` by type only, so every
+    caller that opens a SOURCE keeps one type; it has no tiles to give.
+    """
+
+    def read_tile_bytes(self, z: int, x: int, y: int) -> bytes | None:
+        return None
+
+    def crop(self, lat: float, lon: float, *, size_px: int, resolution_m: float) -> Crop:
+        """The ``size_px`` square image of :func:`geo.mercator_frame` at (lat, lon); the point is checked already.
+
+        Raises:
+            ImageryError: The source has no image there (its ``reason`` says why).
+        """
+        raise NotImplementedError
+
+
+def equivalent_zoom(lat: float, native_resolution_m: float) -> int:
+    """The Web-Mercator zoom whose ground resolution at ``lat`` is nearest ``native_resolution_m`` (metres/px)."""
+    ideal = math.log2(EQUATOR_MPP_Z0 * math.cos(math.radians(lat)) / native_resolution_m)
+    return max(0, min(MAX_ZOOM, round(ideal)))
 
 
 def choose_zoom(source: TileSource, lat: float, resolution_m: float) -> int:
@@ -76,6 +110,8 @@ def crop_at(
     if not math.isfinite(lon):
         raise ImageryError(f"longitude {lon} is not a number", reason=ImageryFailure.OUT_OF_RANGE)
     check_latitude(lat)
+    if isinstance(source, FrameSource):
+        return source.crop(lat, lon, size_px=size_px, resolution_m=resolution_m)
     zoom = choose_zoom(source, lat, resolution_m)
     native = metres_per_pixel(lat, zoom)
     window_m = size_px * resolution_m

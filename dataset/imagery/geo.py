@@ -13,8 +13,9 @@ from annotator.errors import ImageryError
 from annotator.vocabulary import ImageryFailure
 
 TILE_SIZE = 256
+EARTH_RADIUS_M = 6378137.0  # the sphere of Web-Mercator (EPSG:3857)
 MAX_MERCATOR_LAT = 85.0511287798066  # atan(sinh(pi)) in degrees: the square world image's edge
-EQUATOR_MPP_Z0 = 2 * math.pi * 6378137.0 / TILE_SIZE  # 156543.034 m/px at zoom 0 on the equator
+EQUATOR_MPP_Z0 = 2 * math.pi * EARTH_RADIUS_M / TILE_SIZE  # 156543.034 m/px at zoom 0 on the equator
 MAX_ZOOM = 30
 
 # WGS84 ellipsoid
@@ -62,6 +63,28 @@ def pixel_to_lonlat(px: float, py: float, zoom: int) -> tuple[float, float]:
     n = math.pi * (1 - 2 * py / world)
     lat = math.degrees(math.atan(math.sinh(n)))
     return lon, lat
+
+
+def mercator_xy(lat: float, lon: float) -> tuple[float, float]:
+    """Web-Mercator (EPSG:3857) metres ``(x, y)`` of (lat, lon); the longitude is wrapped into [-180, 180)."""
+    check_latitude(lat)
+    sin_phi = math.sin(math.radians(lat))
+    return EARTH_RADIUS_M * math.radians(wrap_longitude(lon)), EARTH_RADIUS_M * math.atanh(sin_phi)
+
+
+def mercator_frame(
+    lat: float, lon: float, size_px: int = 512, resolution_m: float = 0.5
+) -> tuple[float, float, float, float]:
+    """The pixel frame of a crop in Web-Mercator metres: ``(west, south, east, north)`` of its outer edges.
+
+    This is the frame :func:`dataset.imagery.crop.crop_at` cuts from tiles — centred on the point, ``size_px``
+    pixels of ``resolution_m`` ground metres, i.e. ``resolution_m / cos φ`` Mercator metres each (the tile path's
+    zoom cancels out) — so a raster source warped into it lands on the same pixel grid. ``west`` may be below
+    −20037508 m when the crop straddles the antimeridian.
+    """
+    x, y = mercator_xy(lat, lon)
+    half = size_px * resolution_m / math.cos(math.radians(lat)) / 2
+    return x - half, y - half, x + half, y + half
 
 
 def tile_of(lat: float, lon: float, zoom: int) -> tuple[int, int]:

@@ -1,4 +1,4 @@
-"""Tiles from an ``http(s)://…/{z}/{x}/{y}…`` URL template, fetched politely.
+"""Tiles from an ``http(s)://…/{z}/{x}/{y}…`` URL template, fetched politely (the WMS source uses the same client).
 
 Politeness is what tile servers' usage policies ask for: an honest User-Agent naming the tool (and, configurable,
 the user's contact), a socket timeout, bounded retries with exponential backoff on 429/5xx/timeouts that honour
@@ -62,11 +62,112 @@ def default_cache_dir() -> Path:
     return Path(base) / "annotator" / "tiles"
 
 
+@dataclass(frozen=True)
+class HttpAnswer:
+    """A successful response: its body and its ``Content-Type`` (lower case, parameters dropped)."""
+
+    body: bytes
+    content_type: str
+
+
+class PoliteClient:
+    """GET with an honest User-Agent, a socket timeout and bounded retries (backoff, ``Retry-After``).
+
+    Shared by the tile URL source and the WMS source. Thread-safe.
+
+    Attributes:
+        requests_made: HTTP requests sent (retries included).
+    """
+
+    def __init__(
+        self,
+        *,
+        user_agent: str = DEFAULT_USER_AGENT,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        backoff_s: float = DEFAULT_BACKOFF_S,
+    ) -> None:
+        self.user_agent = user_agent
+        self.timeout_s = timeout_s
+        self.max_retries = max_retries
+        self.backoff_s = backoff_s
+        self.requests_made = 0
+        self._count_lock = threading.Lock()
+
+    def get(self, url: str, where: str) -> HttpAnswer | None:
+        """The answer to GET ``url`` (None for 404/410/204 or an empty body), retrying transient failures.
+
+        Args:
+            url: What to fetch.
+            where: What is fetched, for messages (``tile 18/1/2 from https://…``); never carries a query string.
+
+        Raises:
+            ImagerySourceError: The server refuses access (401/403).
+            ImageryError: Another client error, or the retries ran out (reason ``fetch_failed``).
+        """
+        retry = _Retry("", 0.0)
+        for attempt in range(self.max_retries + 1):
+            if attempt:
+                time.sleep(min(MAX_WAIT_S, retry.wait_s))
+            outcome = self._attempt(url, where, attempt)
+            if not isinstance(outcome, _Retry):
+                return outcome
+            retry = outcome
+        raise ImageryError(
+            f"{where} failed after {self.max_retries + 1} attempts ({retry.problem})",
+            reason=ImageryFailure.FETCH_FAILED,
+        )
+
+    def _attempt(self, url: str, where: str, attempt: int) -> HttpAnswer | None | _Retry:
+        """One request: the answer, None when the server has nothing, or a :class:`_Retry` for a transient failure."""
+        request = urllib.request.Request(url, headers={"User-Agent": self.user_agent, "Accept": "image/*"})
+        with self._count_lock:
+            self.requests_made += 1
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+                data: bytes = response.read()
+                if response.status == 204 or not data:
+                    return None
+                content_type = str(response.headers.get("Content-Type", "")).split(";")[0].strip().lower()
+                return HttpAnswer(data, content_type)
+        except urllib.error.HTTPError as exc:
+            exc.close()
+            return self._http_error(exc, where, attempt)
+        except (TimeoutError, urllib.error.URLError, http.client.HTTPException, ConnectionError) as exc:
+            reason = getattr(exc, "reason", exc)
+            problem = f"timed out after {self.timeout_s:g} s" if isinstance(reason, TimeoutError) else f"{reason}"
+            return _Retry(problem, self.backoff_s * 2**attempt)
+
+    def _http_error(self, exc: urllib.error.HTTPError, where: str, attempt: int) -> _Retry | None:
+        """What an HTTP error status means: nothing there (404/410), retry (429/5xx), or an error raised here."""
+        if exc.code in (404, 410):
+            return None
+        if exc.code in (401, 403):
+            raise ImagerySourceError(
+                f"the imagery server refused access (HTTP {exc.code}) for {where}; check the URL's API key "
+                "and the server's usage policy"
+            ) from None
+        if exc.code != 429 and exc.code < 500:
+            raise ImageryError(
+                f"{where} failed with HTTP {exc.code} {exc.reason}", reason=ImageryFailure.FETCH_FAILED
+            ) from None
+        asked = _retry_after(exc.headers.get("Retry-After"))
+        return _Retry(f"HTTP {exc.code}", self.backoff_s * 2**attempt if asked is None else asked)
+
+
+def store_in_cache(path: Path, data: bytes, cache_dir: Path) -> None:
+    """Write a fetched answer to the disk cache atomically (no half-written file is ever left)."""
+    try:
+        atomic_write_bytes(path, data)
+    except OSError as exc:
+        raise ImagerySourceError(f"cannot write the tile cache at {cache_dir}: {exc}") from exc
+
+
 class UrlTemplateSource(TileSource):
     """Tiles from a URL template with ``{z}``, ``{x}``, ``{y}`` (or ``{-y}``) and optionally ``{s}``.
 
     Attributes:
-        requests_made: HTTP requests sent (retries included); a cached tile costs none.
+        client: The :class:`PoliteClient` that fetches the tiles (User-Agent, timeout, retries).
         cache_hits: Tiles served from the disk cache.
     """
 
@@ -85,16 +186,23 @@ class UrlTemplateSource(TileSource):
         super().__init__(template, max_zoom=DEFAULT_MAX_ZOOM if max_zoom is None else max_zoom)
         self.template = template
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-        self.user_agent = user_agent
-        self.timeout_s = timeout_s
-        self.max_retries = max_retries
-        self.backoff_s = backoff_s
+        self.client = PoliteClient(
+            user_agent=user_agent, timeout_s=timeout_s, max_retries=max_retries, backoff_s=backoff_s
+        )
         self.subdomains = subdomains
-        self.requests_made = 0
         self.cache_hits = 0
         self._absent: set[TileKey] = set()  # 404s seen in this session: not asked again
         self._count_lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
+
+    @property
+    def requests_made(self) -> int:
+        """HTTP requests sent (retries included); a cached tile costs none."""
+        return self.client.requests_made
+
+    @property
+    def user_agent(self) -> str:
+        return self.client.user_agent
 
     def describe(self) -> str:
         return self.template.split("?")[0]  # never echo query strings: they often carry API keys
@@ -119,12 +227,12 @@ class UrlTemplateSource(TileSource):
             with self._count_lock:
                 self.cache_hits += 1
             return cached
-        data = self._fetch(z, x, y)
-        if data is None:
+        answer = self.client.get(self.url_for(z, x, y), f"tile {z}/{x}/{y} from {self.describe()}")
+        if answer is None:
             self._absent.add(key)
             return None
-        self._store(path, data)
-        return data
+        store_in_cache(path, answer.body, self.cache_dir)
+        return answer.body
 
     def read_many(self, keys: Iterable[TileKey]) -> dict[TileKey, bytes | None]:
         keys = list(keys)
@@ -143,62 +251,6 @@ class UrlTemplateSource(TileSource):
         if errors:  # a source-wide problem (403) outranks a per-tile one
             raise next((e for e in errors if isinstance(e, ImagerySourceError)), errors[0])
         return out
-
-    def _fetch(self, z: int, x: int, y: int) -> bytes | None:
-        """The tile from the server (None for 404/410/204), retrying transient failures with backoff."""
-        url = self.url_for(z, x, y)
-        where = f"tile {z}/{x}/{y} from {self.describe()}"
-        retry = _Retry("", 0.0)
-        for attempt in range(self.max_retries + 1):
-            if attempt:
-                time.sleep(min(MAX_WAIT_S, retry.wait_s))
-            outcome = self._attempt(url, where, attempt)
-            if not isinstance(outcome, _Retry):
-                return outcome
-            retry = outcome
-        raise ImageryError(
-            f"{where} failed after {self.max_retries + 1} attempts ({retry.problem})",
-            reason=ImageryFailure.FETCH_FAILED,
-        )
-
-    def _attempt(self, url: str, where: str, attempt: int) -> bytes | None | _Retry:
-        """One request: the tile, None when the server has none, or a :class:`_Retry` for a transient failure."""
-        request = urllib.request.Request(url, headers={"User-Agent": self.user_agent, "Accept": "image/*"})
-        with self._count_lock:
-            self.requests_made += 1
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
-                data: bytes = response.read()
-                return None if response.status == 204 or not data else data
-        except urllib.error.HTTPError as exc:
-            exc.close()
-            return self._http_error(exc, where, attempt)
-        except (TimeoutError, urllib.error.URLError, http.client.HTTPException, ConnectionError) as exc:
-            reason = getattr(exc, "reason", exc)
-            problem = f"timed out after {self.timeout_s:g} s" if isinstance(reason, TimeoutError) else f"{reason}"
-            return _Retry(problem, self.backoff_s * 2**attempt)
-
-    def _http_error(self, exc: urllib.error.HTTPError, where: str, attempt: int) -> _Retry | None:
-        """What an HTTP error status means: no tile (404/410), retry (429/5xx), or an error raised here."""
-        if exc.code in (404, 410):
-            return None
-        if exc.code in (401, 403):
-            raise ImagerySourceError(
-                f"the tile server refused access (HTTP {exc.code}) for {where}; check the URL's API key "
-                "and the server's usage policy"
-            ) from None
-        if exc.code != 429 and exc.code < 500:
-            raise ImageryError(
-                f"{where} failed with HTTP {exc.code} {exc.reason}", reason=ImageryFailure.FETCH_FAILED
-            ) from None
-        asked = _retry_after(exc.headers.get("Retry-After"))
-        return _Retry(f"HTTP {exc.code}", self.backoff_s * 2**attempt if asked is None else asked)
-
-    def _store(self, path: Path, data: bytes) -> None:
-        try:
-            atomic_write_bytes(path, data)
-        except OSError as exc:
-            raise ImagerySourceError(f"cannot write the tile cache at {self.cache_dir}: {exc}") from exc
 
     def close(self) -> None:
         super().close()

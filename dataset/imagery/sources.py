@@ -1,14 +1,21 @@
-"""Tile sources behind one small interface, chosen by the ``--imagery SOURCE`` string (SPEC §5).
+"""Imagery sources behind one small interface, chosen by the ``--imagery SOURCE`` string (SPEC §5).
 
 ``open_source(spec)`` understands:
 
 - an existing directory: an XYZ pyramid ``DIR/{z}/{x}/{y}.png`` (``.jpg``, ``.jpeg``, ``.webp`` detected per tile);
 - a local path template containing ``{z}``, ``{x}`` and ``{y}`` (``tiles/{z}/{x}/{y}.jpg``);
 - a ``.mbtiles`` file (SQLite, TMS row order, opened read-only);
-- an ``http(s)://…/{z}/{x}/{y}…`` URL template (see :mod:`dataset.imagery.http`).
+- an ``http(s)://…/{z}/{x}/{y}…`` URL template (see :mod:`dataset.imagery.http`);
+- a GeoTIFF / Cloud-Optimised GeoTIFF in any CRS: a local ``.tif``/``.tiff`` (or any file with a TIFF signature),
+  an ``http(s)://…/….tif`` URL read with Range requests, or a GDAL ``/vsi…/`` path (see
+  :mod:`dataset.imagery.geotiff`);
+- ``wms:`` and a GetMap URL template with ``{bbox}``, ``{width}``, ``{height}`` in EPSG:3857 (see
+  :mod:`dataset.imagery.wms`).
 
-Every source is a :class:`dataset.imagery.base.TileSource`: decoded RGB tiles through an LRU cache, so
-neighbouring crops share their work.
+Every source is a :class:`dataset.imagery.base.TileSource`; tile pyramids hand out decoded RGB tiles through an
+LRU cache, so neighbouring crops share their work, and the GeoTIFF and WMS sources (``crop.FrameSource``) render
+each crop's frame themselves. Import, ``imagery fill``, ``imagery crop`` and export's offset images all open their
+SOURCE here.
 """
 
 from __future__ import annotations
@@ -17,17 +24,23 @@ import sqlite3
 import threading
 import urllib.parse
 from pathlib import Path
+from typing import NamedTuple
 
 from annotator.errors import ImageryError, ImagerySourceError
 from annotator.vocabulary import ImageryFailure
 from dataset.imagery.base import TileSource, format_template, has_xyz_fields
 from dataset.imagery.http import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT_S, DEFAULT_USER_AGENT, UrlTemplateSource
+from dataset.imagery.wms import WMS_PREFIX, WmsSource
+
+TIFF_SUFFIXES = (".tif", ".tiff")
+TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic and BigTIFF, both byte orders
 
 __all__ = [
     "MBTilesSource",
     "PathTemplateSource",
     "TileSource",
     "UrlTemplateSource",
+    "WmsSource",
     "XYZFolderSource",
     "open_source",
 ]
@@ -138,6 +151,15 @@ class MBTilesSource(TileSource):
         self._db.close()
 
 
+def looks_like_tiff(path: str) -> bool:
+    """True when the file starts with a TIFF or BigTIFF signature (a GeoTIFF named without .tif)."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(4) in TIFF_MAGIC
+    except OSError:
+        return False
+
+
 def _int_or(value: object, fallback: int | None) -> int | None:
     try:
         return int(str(value))
@@ -156,12 +178,13 @@ def open_source(
     """Open the imagery SOURCE named by ``spec``.
 
     Args:
-        spec: A tile folder, a local ``{z}/{x}/{y}`` path template, an ``.mbtiles`` file or an
-            ``http(s)://…/{z}/{x}/{y}…`` URL template.
-        cache_dir: Where a URL source keeps fetched tiles (ignored for local sources).
-        user_agent: Overrides the URL source's User-Agent (it should name you and a contact).
-        timeout_s: Socket timeout of a URL source, in seconds.
-        max_retries: Retries of a URL source after a 429/5xx/timeout.
+        spec: A tile folder, a local ``{z}/{x}/{y}`` path template, an ``.mbtiles`` file, an
+            ``http(s)://…/{z}/{x}/{y}…`` URL template, a GeoTIFF/COG (path, ``http(s)://….tif`` or ``/vsi…/``),
+            or ``wms:`` and a GetMap URL template.
+        cache_dir: Where a URL or WMS source keeps fetched tiles and maps (ignored for local sources).
+        user_agent: Overrides the User-Agent of a remote source (it should name you and a contact).
+        timeout_s: Socket timeout of a remote source, in seconds.
+        max_retries: Retries of a remote source after a 429/5xx/timeout.
 
     Raises:
         ImagerySourceError: The string names nothing usable; the message says what was expected.
@@ -170,16 +193,24 @@ def open_source(
     if not spec:
         raise ImagerySourceError("the imagery SOURCE is empty; " + _EXPECTED)
     lowered = spec.lower()
+    polite = _Politeness(
+        user_agent=DEFAULT_USER_AGENT if user_agent is None else user_agent,
+        timeout_s=DEFAULT_TIMEOUT_S if timeout_s is None else timeout_s,
+        max_retries=DEFAULT_MAX_RETRIES if max_retries is None else max_retries,
+    )
+    if lowered.startswith(WMS_PREFIX):
+        return WmsSource(spec, cache_dir=cache_dir, **polite._asdict())
     if lowered.startswith(("http://", "https://")):
-        if not has_xyz_fields(spec):
-            raise ImagerySourceError(f"imagery URL {spec!r} lacks {{z}}, {{x}} and {{y}} fields; " + _EXPECTED)
-        return UrlTemplateSource(
-            spec,
-            cache_dir=cache_dir,
-            user_agent=DEFAULT_USER_AGENT if user_agent is None else user_agent,
-            timeout_s=DEFAULT_TIMEOUT_S if timeout_s is None else timeout_s,
-            max_retries=DEFAULT_MAX_RETRIES if max_retries is None else max_retries,
+        if has_xyz_fields(spec):
+            return UrlTemplateSource(spec, cache_dir=cache_dir, **polite._asdict())
+        if urllib.parse.urlsplit(spec).path.lower().endswith(TIFF_SUFFIXES):
+            return _geotiff(spec, "/vsicurl/" + spec, polite)
+        raise ImagerySourceError(
+            f"imagery URL {spec.split('?')[0]!r} lacks {{z}}, {{x}} and {{y}} fields and is no .tif/.tiff file; "
+            + _EXPECTED
         )
+    if spec.startswith("/vsi"):
+        return _geotiff(spec, spec, polite)
     if "://" in spec:
         raise ImagerySourceError(f"imagery SOURCE {spec!r} uses an unsupported scheme; " + _EXPECTED)
     if has_xyz_fields(spec):
@@ -190,11 +221,31 @@ def open_source(
     if path.is_dir():
         return XYZFolderSource(spec, path)
     if path.is_file():
-        raise ImagerySourceError(f"imagery SOURCE {spec!r} is a file but not an .mbtiles file; " + _EXPECTED)
+        if lowered.endswith(TIFF_SUFFIXES) or looks_like_tiff(str(path)):
+            return _geotiff(spec, str(path), polite)
+        raise ImagerySourceError(
+            f"imagery SOURCE {spec!r} is a file but not an .mbtiles file or a GeoTIFF; " + _EXPECTED
+        )
     raise ImagerySourceError(f"imagery SOURCE {spec!r} does not exist; " + _EXPECTED)
+
+
+class _Politeness(NamedTuple):
+    """What every remote source is given: who we are, how long to wait, how often to retry."""
+
+    user_agent: str
+    timeout_s: float
+    max_retries: int
+
+
+def _geotiff(spec: str, location: str, polite: _Politeness) -> TileSource:
+    # rasterio (GDAL) is imported only when a GeoTIFF is asked for: tile-only runs never load it.
+    from dataset.imagery.geotiff import GeoTiffSource  # noqa: PLC0415
+
+    return GeoTiffSource(spec, location, **polite._asdict())
 
 
 _EXPECTED = (
     "expected a tile folder (DIR/{z}/{x}/{y}.png), a path template with {z}, {x} and {y}, "
-    "an .mbtiles file, or an http(s):// URL template with {z}/{x}/{y}"
+    "an .mbtiles file, an http(s):// URL template with {z}/{x}/{y}, a GeoTIFF/COG (path or http(s) URL "
+    "ending .tif), or wms: followed by a GetMap URL with {bbox}, {width} and {height}"
 )

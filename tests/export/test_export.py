@@ -151,6 +151,8 @@ def test_layout_is_what_the_release_promises(engine, location, cli, tmp_path, ti
         "reviewers",
         "license",
         "author",
+        "source_url",
+        "image_source",
     ]
     for row in rows:
         with Image.open(out / "vision" / row["class"] / f"{row['id']}.jpg") as image:

@@ -52,6 +52,13 @@ class FakeLabelStudio:
                 fake.requests += 1
                 fake.answer(self)
 
+            def do_PATCH(self) -> None:  # noqa: N802 - push brings the project's instructions up to date
+                length = int(self.headers.get("Content-Length") or 0)
+                changes = json.loads(self.rfile.read(length) or b"{}")
+                if urlsplit(self.path).path.rstrip("/").startswith("/api/projects/"):
+                    return fake.send(self, {"id": 7, "title": "annotator review", "task_number": 5, **changes})
+                return fake.send(self, {"detail": "not found"}, status=404)
+
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)

@@ -102,10 +102,20 @@ def test_upgrade_from_first_revision_keeps_rows(tmp_path):
         assert pair.footprint is None and pair.final_label is None
 
 
-def _rows_of(path: Path) -> dict[str, list[tuple[object, ...]]]:
+def _rows_of(path: Path) -> dict[str, list[dict[str, object]]]:
+    """Every row of every table, as {column: value}, in a stable order."""
     with sqlite3.connect(path) as con:
+        con.row_factory = sqlite3.Row
         tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table' ORDER BY name")]
-        return {t: sorted(con.execute(f'SELECT * FROM "{t}"').fetchall(), key=repr) for t in tables}
+        return {t: sorted((dict(r) for r in con.execute(f'SELECT * FROM "{t}"')), key=repr) for t in tables}
+
+
+#: Columns added after revision 0005, with the value an upgraded row must hold (revision 0007: review quality).
+ADDED_SINCE_0005 = {
+    "ls_tasks": {"kind": "review", "preselected": 1, "overlap": None},
+    "reviews": {"lead_time_s": None},
+    "pairs": {"image_acquired": None},
+}
 
 
 @pytest.mark.sqlite_only
@@ -124,8 +134,17 @@ def test_upgrade_from_0005_keeps_every_row_and_adds_empty_rank_tables(tmp_path):
     engine.dispose()
     after = _rows_of(path)
     assert after.pop("rank_runs") == [] and after.pop("rank_scores") == []
-    assert after.pop("alembic_version") == [(head,)] and before.pop("alembic_version") == [("0005",)]
-    assert after == before and len(after["pairs"]) == 280
+    assert after.pop("alembic_version") == [{"version_num": head}]
+    assert before.pop("alembic_version") == [{"version_num": "0005"}]
+    assert set(after) == set(before) and len(after["pairs"]) == 280
+    for table, rows in before.items():
+        added = ADDED_SINCE_0005.get(table, {})
+        # Every old value kept; every added column holds its default. (Same order: sorted by the old values.)
+        upgraded = sorted(({k: v for k, v in r.items() if k not in added} for r in after[table]), key=repr)
+        assert upgraded == rows, table
+        for row in after[table]:
+            assert {k: row[k] for k in added} == added, table
+    assert any(after[t] for t in ADDED_SINCE_0005)  # the store had rows in the tables that grew
 
 
 @pytest.mark.sqlite_only

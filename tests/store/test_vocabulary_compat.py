@@ -27,7 +27,7 @@ from annotator.store import (
     Recording,
     Review,
 )
-from annotator.store.engine import make_engine
+from annotator.store.engine import make_engine, upgrade_to_head
 
 DUMP = Path(__file__).parent / "data" / "store-v0.1.0.sql"
 
@@ -78,9 +78,14 @@ def test_enum_values_are_the_strings_stored_before(enum: type[StrEnum]) -> None:
 
 
 def _load(tmp_path: Path) -> Path:
+    """The 0.1.0 store, upgraded to today's schema (later revisions only add columns and tables, so every stored
+    lifecycle string is still the one 0.1.0 wrote)."""
     path = tmp_path / "old.db"
     with sqlite3.connect(path) as con:
         con.executescript(DUMP.read_text(encoding="utf-8"))
+    engine = make_engine(f"sqlite:///{path}")
+    upgrade_to_head(engine)
+    engine.dispose()
     return path
 
 
