@@ -17,10 +17,7 @@ import rasterio
 from PIL import Image
 from pyproj import Transformer
 from rasterio.enums import Resampling
-from sqlalchemy.orm import Session
 
-from annotator.store.models import Pair, Recording
-from annotator.vocabulary import ImageStatus, RecordingSource, RecordingStatus
 from dataset.imagery import geo
 
 EDGE_M = 0.5  # width of a disc's soft edge
@@ -191,28 +188,3 @@ def disc_centroid(image: Image.Image, colour: tuple[int, int, int], around: tupl
     total = weights.sum()
     assert total > 10, f"no disc of colour {colour} near {around}"
     return float((weights * (cols + 0.5)).sum() / total), float((weights * (rows + 0.5)).sum() / total)
-
-
-def add_pairs(engine, points: list[tuple[float, float]]) -> list[int]:
-    """Pairs at ``points`` needing imagery (with their recordings); their ids in order."""
-    with Session(engine) as session, session.begin():
-        ids = []
-        for i, (lat, lon) in enumerate(points):
-            recording = Recording(
-                source=RecordingSource.MANIFEST,
-                source_id=f"rec{i}",
-                lat=lat,
-                lon=lon,
-                original_path=f"rec{i}.wav",
-                sha256="0" * 64,
-                sample_rate=22050,
-                channels=1,
-                frames=22050 * 12,
-                duration_s=12.0,
-                status=RecordingStatus.ACCEPTED,
-            )
-            pair = Pair(recording=recording, lat=lat, lon=lon, image_status=ImageStatus.NEEDS_IMAGERY)
-            session.add(pair)
-            session.flush()
-            ids.append(pair.id)
-    return ids

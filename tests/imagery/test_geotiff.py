@@ -27,7 +27,8 @@ from dataset.imagery.crop import crop_at
 from dataset.imagery.geotiff import GeoTiffSource
 from dataset.imagery.sources import open_source
 
-from .rastergen import DiscWorld, add_pairs, disc_centroid, expected_position
+from .pairs import add_pairs
+from .rastergen import DiscWorld, disc_centroid, expected_position
 
 FINLAND = (60.4, 26.8)
 POLAND = (52.0, 18.5)  # 3.5° east of UTM 33's central meridian: the grid is turned ~2.8° from north

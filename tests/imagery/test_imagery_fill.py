@@ -15,11 +15,13 @@ from annotator.demo.tiles import write_demo_tiles
 from annotator.errors import ImagerySourceError
 from annotator.imagery import FillReport, fill_missing_images
 from annotator.store import unit_of_work
-from annotator.store.models import Pair, Recording
-from annotator.vocabulary import ImageStatus, RecordingSource, RecordingStatus
+from annotator.store.models import Pair
+from annotator.vocabulary import ImageStatus
 from dataset.imagery import geo
 from dataset.imagery.crop import crop_at
 from dataset.imagery.sources import open_source
+
+from .pairs import add_pairs
 
 
 @pytest.fixture(scope="module")
@@ -33,35 +35,11 @@ def _fill(engine, location, source, **options) -> FillReport:
         return fill_missing_images(work, location, source, **options)
 
 
-def _add_pairs(engine, points: list[tuple[float, float]], status: ImageStatus = ImageStatus.NEEDS_IMAGERY) -> list[int]:
-    with Session(engine) as session, session.begin():
-        ids = []
-        for i, (lat, lon) in enumerate(points):
-            recording = Recording(
-                source=RecordingSource.MANIFEST,
-                source_id=f"rec{i}-{lat}-{lon}-{status}",
-                lat=lat,
-                lon=lon,
-                original_path=f"rec{i}.wav",
-                sha256="0" * 64,
-                sample_rate=22050,
-                channels=1,
-                frames=22050 * 12,
-                duration_s=12.0,
-                status=RecordingStatus.ACCEPTED,
-            )
-            pair = Pair(recording=recording, lat=lat, lon=lon, image_status=status)
-            session.add(pair)
-            session.flush()
-            ids.append(pair.id)
-    return ids
-
-
 def test_fill_gives_every_good_pair_an_image_and_marks_the_bad_one(engine, location, demo_tiles: Path) -> None:
     good = [cell.centre for cell in world.cells()[:5]]
     bad = [(10.0, 10.0), (86.0, 26.8)]  # no tiles there; beyond Web-Mercator
-    ids = _add_pairs(engine, good[:2] + bad[:1] + good[2:] + bad[1:])
-    present = _add_pairs(engine, [good[0]], status=ImageStatus.PRESENT)
+    ids = add_pairs(engine, good[:2] + bad[:1] + good[2:] + bad[1:])
+    present = add_pairs(engine, [good[0]], status=ImageStatus.PRESENT)
     calls = []
     report = _fill(engine, location, str(demo_tiles), progress=calls.append)
     assert report.filled == 5
@@ -90,7 +68,7 @@ def test_fill_gives_every_good_pair_an_image_and_marks_the_bad_one(engine, locat
 
 
 def test_failed_pairs_are_retried_only_when_asked(engine, location, demo_tiles: Path) -> None:
-    _add_pairs(engine, [(10.0, 10.0)])
+    add_pairs(engine, [(10.0, 10.0)])
     first = _fill(engine, location, str(demo_tiles))
     assert first.failed == 1
     again = _fill(engine, location, str(demo_tiles), retry_failed=False)
@@ -100,7 +78,7 @@ def test_failed_pairs_are_retried_only_when_asked(engine, location, demo_tiles: 
 
 
 def test_fill_is_idempotent_and_byte_stable(engine, location, demo_tiles: Path) -> None:
-    (pid,) = _add_pairs(engine, [world.cells()[6].centre])
+    (pid,) = add_pairs(engine, [world.cells()[6].centre])
     _fill(engine, location, str(demo_tiles))
     path = location.media_dir / f"images/{pid}.jpg"
     first = path.read_bytes()
@@ -112,7 +90,7 @@ def test_fill_is_idempotent_and_byte_stable(engine, location, demo_tiles: Path) 
 
 
 def test_unusable_source_stops_the_run_with_a_clear_error(engine, location, tmp_path: Path) -> None:
-    _add_pairs(engine, [(60.4, 26.8)])
+    add_pairs(engine, [(60.4, 26.8)])
     with pytest.raises(ImagerySourceError, match="does not exist"):
         _fill(engine, location, str(tmp_path / "no-such-tiles"))
     with Session(engine) as session:
@@ -120,7 +98,7 @@ def test_unusable_source_stops_the_run_with_a_clear_error(engine, location, tmp_
 
 
 def test_cli_fill_prints_a_summary(cli, engine, location, demo_tiles: Path) -> None:
-    _add_pairs(engine, [world.cells()[1].centre, world.cells()[2].centre, (10.0, 10.0)])
+    add_pairs(engine, [world.cells()[1].centre, world.cells()[2].centre, (10.0, 10.0)])
     result = cli("imagery", "fill", "--imagery", str(demo_tiles))
     assert "filled" in result.stdout and "2" in result.stdout
     assert "tile_missing" in result.stdout

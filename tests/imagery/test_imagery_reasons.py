@@ -12,13 +12,14 @@ from sqlalchemy.orm import Session
 from annotator.errors import ImageryError, ImagerySourceError
 from annotator.imagery import fill_missing_images
 from annotator.store import unit_of_work
-from annotator.store.models import Pair, Recording
-from annotator.vocabulary import ImageryFailure, ImageStatus, RecordingSource, RecordingStatus
+from annotator.store.models import Pair
+from annotator.vocabulary import ImageryFailure, ImageStatus
 from dataset.imagery import geo
 from dataset.imagery.crop import crop_at
 from dataset.imagery.http import UrlTemplateSource
 from dataset.imagery.sources import XYZFolderSource, open_source
 
+from .pairs import add_pairs
 from .tilegen import marker_tiles, png_bytes, tiles_around, write_folder
 
 LAT, LON, ZOOM = 60.4, 26.8, 18
@@ -87,32 +88,9 @@ def test_an_error_raised_without_a_reason_is_a_generic_imagery_error() -> None:
     assert ImageryError("gone", reason=ImageryFailure.TILE_MISSING).reason is ImageryFailure.TILE_MISSING
 
 
-def _add_pairs(engine, points: list[tuple[float, float]]) -> list[int]:
-    with Session(engine) as session, session.begin():
-        pairs = []
-        for i, (lat, lon) in enumerate(points):
-            recording = Recording(
-                source=RecordingSource.MANIFEST,
-                source_id=f"rec{i}",
-                lat=lat,
-                lon=lon,
-                original_path=f"rec{i}.wav",
-                sha256="0" * 64,
-                sample_rate=22050,
-                channels=1,
-                frames=22050 * 12,
-                duration_s=12.0,
-                status=RecordingStatus.ACCEPTED,
-            )
-            pairs.append(Pair(recording=recording, lat=lat, lon=lon, image_status=ImageStatus.NEEDS_IMAGERY))
-        session.add_all(pairs)
-        session.flush()
-        return [pair.id for pair in pairs]
-
-
 def test_fill_stores_the_reason_before_the_message(engine, location, tmp_path: Path) -> None:
     folder = _folder(tmp_path / "tiles")
-    (missing,) = _add_pairs(engine, [(10.0, 10.0)])
+    (missing,) = add_pairs(engine, [(10.0, 10.0)])
     with unit_of_work(engine) as work:
         report = fill_missing_images(work, location, str(folder))
     with open_source(str(folder)) as source, pytest.raises(ImageryError) as info:
@@ -135,7 +113,7 @@ class _GivesOut(XYZFolderSource):
 
 def test_source_giving_out_mid_run_keeps_the_finished_pairs(engine, location, tmp_path: Path) -> None:
     folder = _folder(tmp_path / "tiles")
-    good, also_good, far = _add_pairs(engine, [(LAT, LON), (LAT, LON), (10.0, 10.0)])
+    good, also_good, far = add_pairs(engine, [(LAT, LON), (LAT, LON), (10.0, 10.0)])
     with (
         _GivesOut(str(folder), folder) as source,
         pytest.raises(ImagerySourceError, match="went away"),

@@ -28,7 +28,8 @@ from dataset.imagery.crop import crop_at
 from dataset.imagery.sources import open_source
 from dataset.imagery.wms import WmsSource
 
-from .rastergen import DiscWorld, add_pairs, disc_centroid, expected_position
+from .pairs import add_pairs
+from .rastergen import DiscWorld, disc_centroid, expected_position
 
 CENTRE = (60.4, 26.8)
 ZOOM = 18
